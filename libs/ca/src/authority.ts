@@ -87,7 +87,7 @@ export class CertificateAuthorityService {
   #signers = new Map<string, Signer>();
   #issued: Journal<IssuedRecord>;
   /** node → issued SVIDs still valid: what an eviction must revoke. */
-  #byNode = new Map<string, { serial: string; notAfter: string }[]>();
+  #byNode = new Map<string, { list: { serial: string; notAfter: string }[]; pruneAt: number }>();
   /** slot → latest leaf expiry signed by it: when its root may retire. */
   #slotMaxNotAfter = new Map<string, number>();
   #bundle!: TrustBundle;
@@ -392,7 +392,7 @@ export class CertificateAuthorityService {
   evictNode(node: unknown): { version: number; revokedSerials: number } {
     const name = validateNodeName(node);
     const now = this.clock();
-    const live = (this.#byNode.get(name) ?? []).filter((r) => Date.parse(r.notAfter) > now);
+    const live = (this.#byNode.get(name)?.list ?? []).filter((r) => Date.parse(r.notAfter) > now);
     this.#mutate((st) => {
       const have = new Set(st.revocations.serials.map((r) => r.serial));
       for (const r of live) {
@@ -535,19 +535,19 @@ export class CertificateAuthorityService {
     const notAfter = Date.parse(rec.notAfter);
     this.#slotMaxNotAfter.set(rec.slot, Math.max(this.#slotMaxNotAfter.get(rec.slot) ?? 0, notAfter));
     if (!rec.node || notAfter <= now) return;
-    let list = this.#byNode.get(rec.node);
-    if (!list) this.#byNode.set(rec.node, (list = []));
-    // drop expired entries as we go so memory tracks live SVIDs only
-    if (list.length > 64) {
-      const live = list.filter((r) => Date.parse(r.notAfter) > now);
-      list.length = 0;
-      list.push(...live);
+    let entry = this.#byNode.get(rec.node);
+    if (!entry) this.#byNode.set(rec.node, (entry = { list: [], pruneAt: 64 }));
+    // Drop expired entries when the list has doubled since the last prune:
+    // memory tracks live SVIDs and the cost stays amortised O(1).
+    if (entry.list.length >= entry.pruneAt) {
+      entry.list = entry.list.filter((r) => Date.parse(r.notAfter) > now);
+      entry.pruneAt = Math.max(64, entry.list.length * 2);
     }
-    list.push({ serial: rec.serial, notAfter: rec.notAfter });
+    entry.list.push({ serial: rec.serial, notAfter: rec.notAfter });
   }
 
   #notAfterOf(serial: string): { notAfter?: string } {
-    for (const list of this.#byNode.values()) {
+    for (const { list } of this.#byNode.values()) {
       const hit = list.find((r) => r.serial === serial);
       if (hit) return { notAfter: hit.notAfter };
     }
