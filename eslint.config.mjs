@@ -21,9 +21,16 @@ export default [
             { sourceTag: 'scope:data-plane', onlyDependOnLibsWithTags: ['scope:data-plane', 'scope:shared'] },
             { sourceTag: 'scope:shared', onlyDependOnLibsWithTags: ['scope:shared'] },
             { sourceTag: 'scope:control-plane', onlyDependOnLibsWithTags: ['scope:control-plane', 'scope:shared'] },
+            // cross-process tests and benchmarks exercise every plane
+            { sourceTag: 'scope:test', onlyDependOnLibsWithTags: ['*'] },
           ],
         },
       ],
+    },
+  },
+  {
+    files: ['**/*.ts'],
+    rules: {
       '@typescript-eslint/no-non-null-assertion': 'off',
       '@typescript-eslint/no-unused-vars': ['warn', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', ignoreRestSiblings: true }],
     },

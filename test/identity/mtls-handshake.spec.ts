@@ -2,9 +2,6 @@
 // servers in separate Node processes (test/identity/fixtures/mtls-server.ts).
 // Each server prints one JSON line per connection; cases are matched to those
 // lines by the client's local port.
-/* eslint-disable @nx/enforce-module-boundaries -- relative imports until index.ts
-   re-exports these and '@amime/identity' resolves at run time (tsx finds no root
-   tsconfig.json today); then import from '@amime/identity' (and its /testing alias). */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -13,10 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import tls from 'node:tls';
-import { bundleToPem, createTrustBundle, toSpiffeBundle, type TrustBundle } from '../../libs/identity/src/trust-bundle.js';
-import { createRevocationSet, revocationSetToJson } from '../../libs/identity/src/revocation.js';
-import { svidTlsOptions, verifyPeer } from '../../libs/identity/src/tls.js';
-import type { SvidRejectReason, SvidVerification } from '../../libs/identity/src/verify-svid.js';
+import { bundleToPem, createTrustBundle, toSpiffeBundle, type TrustBundle, createRevocationSet, revocationSetToJson, svidTlsOptions, verifyPeer, type SvidRejectReason, type SvidVerification } from '@amime/identity';
 import {
   EKU,
   createIntermediate,
@@ -26,7 +20,7 @@ import {
   toPemChain,
   type TestCert,
   type TestPki,
-} from '../../libs/identity/src/testing/cert-factory.js';
+} from '@amime/identity/testing';
 import type { MtlsServerConfig } from './fixtures/mtls-server.js';
 
 const TD = 'amime.test';

@@ -7,12 +7,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { CertificateAuthority, createIntermediateCa, createRootCa } from '@amime/signing';
 import {
-  CertificateAuthority,
   CsrError,
   createCsr,
-  createIntermediateCa,
-  createRootCa,
   exportPrivateKeyPem,
   generateKeyPair,
   toPem,

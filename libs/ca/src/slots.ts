@@ -5,15 +5,8 @@
 import { X509Certificate, createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  CertificateAuthority,
-  createIntermediateCa,
-  createRootCa,
-  generateKeyPair,
-  parseCertificate,
-  toPem,
-  type KeyPair,
-} from '@amime/identity';
+import { generateKeyPair, parseCertificate, toPem, type KeyPair } from '@amime/identity';
+import { CertificateAuthority, createIntermediateCa, createRootCa } from '@amime/signing';
 import { writeFileAtomic } from './atomic-file.js';
 import type { KeyAlgorithmName, SlotRecord, Ttls } from './ca-state.js';
 import { CaError } from './errors.js';

@@ -2,25 +2,19 @@
 // trust bundles, revocation sets and the TLS glue both planes use.
 export * from './spiffe-id.js';
 export { DerError } from './der.js';
-export { parseCertificate, type ParsedCertificate, type Extension } from './parse-certificate.js';
+// Low-level encoding pieces for @amime/signing (the CA's issuer), kept out of the main names.
+export * as der from './der.js';
+export { parseCertificate, serialToHex, type ParsedCertificate, type Extension } from './parse-certificate.js';
 export { OID, KeyUsageBit } from './oids.js';
 export { toPem, fromPem, fromPemSingle, certsToPem, PemError } from './pem.js';
 export {
-  generateKeyPair, keyAlgorithmOf, keyPairFromPrivateKey, exportPrivateKeyPem, importPrivateKeyPem, spkiOf,
+  generateKeyPair, keyAlgorithmOf, inspectSpki, publicKeyFromSpki, signatureAlgorithmFor, type SpkiInfo, keyPairFromPrivateKey, exportPrivateKeyPem, importPrivateKeyPem, spkiOf,
   KeyError, KEY_ALGORITHMS, type KeyAlgorithm, type AcceptedKeyAlgorithm, type KeyPair, type KeyErrorReason,
 } from './keys.js';
 export {
-  createCsr, parseCsr, CsrError, CSR_REJECT_REASONS, DEFAULT_MAX_CSR_BYTES,
+  createCsr, parseCsr, uriGeneralNames, CsrError, CSR_REJECT_REASONS, DEFAULT_MAX_CSR_BYTES,
   type ParsedCsr, type ParseCsrOptions, type CsrRejectReason,
 } from './csr.js';
-export {
-  issueSvid, createRootCa, createIntermediateCa, prepareIssuer, derEngine, PreparedIssuer, IssueError, ISSUE_ERROR_REASONS,
-  type IssuerKey, type IssueSvidOptions, type IssuedCertificate, type SvidRequest, type SvidEngine,
-  type SvidEngineFactory, type CreateRootCaOptions, type CreateIntermediateCaOptions, type IssueErrorReason,
-} from './issue.js';
-export {
-  CertificateAuthority, type CaSigner, type CertificateAuthorityOptions, type SignCsrOptions, type SignedSvid,
-} from './certificate-authority.js';
 export {
   verifySvid, SVID_REJECT_REASONS, MAX_CHAIN_LENGTH,
   type SvidRejectReason, type SvidVerification, type SvidAccepted, type SvidRejected, type VerifySvidOptions,

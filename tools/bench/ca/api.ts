@@ -13,7 +13,8 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CertificateAuthority, createCsr, createIntermediateCa, createRootCa, exportPrivateKeyPem, generateKeyPair, parseCertificate, toPem } from '@amime/identity';
+import { createCsr, exportPrivateKeyPem, generateKeyPair, parseCertificate, toPem } from '@amime/identity';
+import { CertificateAuthority, createIntermediateCa, createRootCa } from '@amime/signing';
 
 const root = resolve(import.meta.dirname, '../../..');
 const caMain = join(root, 'apps/ca/src/main.ts');

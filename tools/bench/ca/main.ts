@@ -6,20 +6,17 @@
 //
 //   node --import tsx tools/bench/ca/main.ts [--seconds N] [--out file.json] [--pool N] [--rsa-pool N]
 //
-// Engines are imported by path on purpose: the reference engines are not
-// part of @amime/identity's public surface.
+// The reference engines come from @amime/signing/engines, an entry point of
+// their own so that the CA never loads @peculiar/x509 or node-forge.
 import { X509Certificate, createPrivateKey, generateKeyPair as generateKeyPairAsync, type KeyObject } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { CertificateAuthority } from '../../../libs/identity/src/certificate-authority.js';
-import { createCsr } from '../../../libs/identity/src/csr.js';
-import { forgeEngine } from '../../../libs/identity/src/engines/forge.js';
-import { peculiarEngine, peculiarPipeline } from '../../../libs/identity/src/engines/peculiar.js';
-import { createIntermediateCa, createRootCa, derEngine, type SvidEngineFactory } from '../../../libs/identity/src/issue.js';
-import { generateKeyPair, keyPairFromPrivateKey, type KeyAlgorithm, type KeyPair } from '../../../libs/identity/src/keys.js';
+import { createCsr, generateKeyPair, keyPairFromPrivateKey, type KeyAlgorithm, type KeyPair } from '@amime/identity';
+import { CertificateAuthority, createIntermediateCa, createRootCa, derEngine, type SvidEngineFactory } from '@amime/signing';
+import { forgeEngine, peculiarEngine, peculiarPipeline } from '@amime/signing/engines';
 
 const TD = 'amime.bench';
 const TTL_SECONDS = 3600;

@@ -3,7 +3,6 @@
 import assert from 'node:assert/strict';
 import { X509Certificate, createHash, generateKeyPairSync, verify } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { children, readRoot, whole } from './der.js';
 import { forgeEngine } from './engines/forge.js';
 import { peculiarEngine } from './engines/peculiar.js';
 import {
@@ -17,9 +16,9 @@ import {
   type IssuerKey,
   type SvidEngineFactory,
 } from './issue.js';
-import { generateKeyPair, spkiOf, type KeyAlgorithm, type KeyPair } from './keys.js';
-import { KeyUsageBit, OID } from './oids.js';
-import { parseCertificate, type ParsedCertificate } from './parse-certificate.js';
+import { type KeyAlgorithm, type KeyPair, KeyUsageBit, OID, type ParsedCertificate, der, generateKeyPair, parseCertificate, spkiOf } from '@amime/identity';
+
+const { children, readRoot, whole } = der;
 
 const TD = 'amime.test';
 const ID = `spiffe://${TD}/ns/default/sa/web`;

@@ -6,12 +6,9 @@ import assert from 'node:assert/strict';
 import { webcrypto } from 'node:crypto';
 import { describe, it } from 'node:test';
 import * as x509 from '@peculiar/x509';
-import { createCsr, parseCsr } from '../csr.js';
 import { createIntermediateCa, createRootCa, derEngine, type IssuerKey } from '../issue.js';
-import { generateKeyPair } from '../keys.js';
-import { OID } from '../oids.js';
-import { parseCertificate } from '../parse-certificate.js';
 import { peculiarEngine, peculiarPipeline } from './peculiar.js';
+import { OID, createCsr, generateKeyPair, parseCertificate, parseCsr } from '@amime/identity';
 
 const TD = 'amime.test';
 const ID = `spiffe://${TD}/ns/default/sa/web`;

@@ -16,33 +16,9 @@
 //   keyUsage critical keyCertSign+cRLSign; SKI; AKI on intermediates; the
 //   trust domain ID as URI SAN (X.509-SVID §3 allows it on signing certs).
 import { KeyObject, createHash, createPublicKey, randomBytes, sign } from 'node:crypto';
-import {
-  bitString,
-  boolean,
-  explicit,
-  octetString,
-  oid,
-  seq,
-  set,
-  smallInteger,
-  tlv,
-  time,
-  utf8String,
-} from './der.js';
-import { uriGeneralNames } from './csr.js';
-import {
-  KeyError,
-  inspectSpki,
-  keyAlgorithmOf,
-  signatureAlgorithmFor,
-  spkiOf,
-  type AcceptedKeyAlgorithm,
-  type KeyPair,
-  type SpkiInfo,
-} from './keys.js';
-import { KeyUsageBit, OID } from './oids.js';
-import { parseCertificate, serialToHex, type ParsedCertificate } from './parse-certificate.js';
-import { SpiffeIdError, parseSpiffeId, parseTrustDomain, requireWorkloadId } from './spiffe-id.js';
+import { type AcceptedKeyAlgorithm, KeyError, type KeyPair, KeyUsageBit, OID, type ParsedCertificate, SpiffeIdError, type SpkiInfo, der, inspectSpki, keyAlgorithmOf, parseCertificate, parseSpiffeId, parseTrustDomain, requireWorkloadId, serialToHex, signatureAlgorithmFor, spkiOf, uriGeneralNames } from '@amime/identity';
+
+const { bitString, boolean, explicit, octetString, oid, seq, set, smallInteger, tlv, time, utf8String } = der;
 
 export const ISSUE_ERROR_REASONS = [
   'bad_issuer',

@@ -9,7 +9,6 @@
 // policy); this class only guarantees that what it signs is what was asked
 // for, for a key that proved possession, in its own trust domain.
 import { X509Certificate, type KeyObject } from 'node:crypto';
-import { CsrError, DEFAULT_MAX_CSR_BYTES, createCsr, parseCsr } from './csr.js';
 import {
   DEFAULT_SKEW_SECONDS,
   IssueError,
@@ -19,9 +18,7 @@ import {
   type SvidEngine,
   type SvidEngineFactory,
 } from './issue.js';
-import { generateKeyPair, type KeyAlgorithm } from './keys.js';
-import { certsToPem } from './pem.js';
-import { parseSpiffeId, parseTrustDomain, requireWorkloadId, SpiffeIdError } from './spiffe-id.js';
+import { CsrError, DEFAULT_MAX_CSR_BYTES, type KeyAlgorithm, SpiffeIdError, certsToPem, createCsr, generateKeyPair, parseCsr, parseSpiffeId, parseTrustDomain, requireWorkloadId } from '@amime/identity';
 
 export interface CaSigner {
   /** The signing (intermediate) CA certificate. */

@@ -4,9 +4,7 @@
 // Not for production: its RSA signature alone costs ~20 ms.
 import forge from 'node-forge';
 import { IssueError, planSvid, prepareIssuer, type SvidEngineFactory } from '../issue.js';
-import { exportPrivateKeyPem } from '../keys.js';
-import { serialToHex } from '../parse-certificate.js';
-import { OID } from '../oids.js';
+import { OID, exportPrivateKeyPem, serialToHex } from '@amime/identity';
 
 const binary = (b: Buffer): string => b.toString('binary');
 

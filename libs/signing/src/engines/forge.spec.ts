@@ -2,11 +2,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import forge from 'node-forge';
-import { parseCsr } from '../csr.js';
 import { IssueError, createIntermediateCa, createRootCa, derEngine, type IssuerKey } from '../issue.js';
-import { generateKeyPair, type KeyAlgorithm } from '../keys.js';
-import { parseCertificate } from '../parse-certificate.js';
 import { forgeEngine } from './forge.js';
+import { type KeyAlgorithm, generateKeyPair, parseCertificate, parseCsr } from '@amime/identity';
 
 const TD = 'amime.test';
 const ID = `spiffe://${TD}/ns/default/sa/web`;

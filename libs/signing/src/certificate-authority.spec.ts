@@ -2,15 +2,12 @@ import assert from 'node:assert/strict';
 import { X509Certificate, randomBytes, sign } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { CertificateAuthority, type CertificateAuthorityOptions } from './certificate-authority.js';
-import { CsrError, createCsr } from './csr.js';
-import { bitString, explicit, octetString, oid, seq, set, smallInteger, tlv, utf8String } from './der.js';
 import { forgeEngine } from './engines/forge.js';
 import { peculiarEngine } from './engines/peculiar.js';
 import { IssueError, createIntermediateCa, createRootCa } from './issue.js';
-import { generateKeyPair, signatureAlgorithmFor, type KeyAlgorithm } from './keys.js';
-import { OID } from './oids.js';
-import { parseCertificate } from './parse-certificate.js';
-import { fromPem, toPem } from './pem.js';
+import { CsrError, type KeyAlgorithm, OID, createCsr, der, fromPem, generateKeyPair, parseCertificate, signatureAlgorithmFor, toPem } from '@amime/identity';
+
+const { bitString, explicit, octetString, oid, seq, set, smallInteger, tlv, utf8String } = der;
 
 const TD = 'amime.test';
 const ID = `spiffe://${TD}/ns/default/sa/web`;

@@ -26,8 +26,7 @@ import {
   type SvidEngineFactory,
   type SvidPlan,
 } from '../issue.js';
-import { KeyUsageBit, OID } from '../oids.js';
-import { serialToHex } from '../parse-certificate.js';
+import { KeyUsageBit, OID, serialToHex } from '@amime/identity';
 
 // the workspace compiles without the DOM lib, so the Crypto type is borrowed from the library
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[1]);
