@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import {
   createRevocationSet,
   createTrustBundle,
+  normalizeSerial,
   parseSpiffeId,
   toSpiffeBundle,
   type RevocationSet,
@@ -312,8 +313,9 @@ export class CertificateAuthorityService {
     const now = this.clock();
     const expiresAt = iso(now + ttlSeconds * 1000);
     this.#mutate((s) => {
-      // drop spent and expired tokens so the list stays small
-      s.tokens = s.tokens.filter((t) => !t.usedAt && Date.parse(t.expiresAt) > now);
+      // drop expired tokens so the list stays small; a spent one is kept until
+      // it expires, so that a replay is reported as token_reused, not unknown
+      s.tokens = s.tokens.filter((t) => Date.parse(t.expiresAt) > now);
       s.tokens.push({ hash: sha256(token), node: name, createdAt: iso(now), expiresAt });
     });
     log({ event: 'join_token_created', node: name, expiresAt });
@@ -353,7 +355,7 @@ export class CertificateAuthorityService {
     if (typeof serial !== 'string' || !/^[0-9a-f]{1,40}$/i.test(serial)) {
       throw new CaError('AMIME_ERR_CA_BAD_REQUEST', 'serial: hex string of at most 40 digits');
     }
-    const s = serial.toLowerCase().replace(/^0+(?=.)/, '');
+    const s = normalizeSerial(serial); // the form issued serials have (whole bytes, no leading zero bytes)
     this.#mutate((st) => {
       if (!st.revocations.serials.some((r) => r.serial === s)) {
         st.revocations.serials.push({ serial: s, reason, at: iso(this.clock()), ...this.#notAfterOf(s) });
@@ -380,9 +382,10 @@ export class CertificateAuthorityService {
 
   unrevokeSpiffeId(spiffeId: unknown): { version: number } {
     if (typeof spiffeId !== 'string') throw new CaError('AMIME_ERR_CA_BAD_REQUEST', 'spiffeId: required string');
-    if (!this.#idRevoked(spiffeId)) throw new CaError('AMIME_ERR_CA_NOT_FOUND', `${spiffeId} is not revoked`);
+    const id = this.#parseOwnId(spiffeId, 'spiffeId');
+    if (!this.#idRevoked(id)) throw new CaError('AMIME_ERR_CA_NOT_FOUND', `${id} is not revoked`);
     this.#mutate((st) => {
-      st.revocations.spiffeIds = st.revocations.spiffeIds.filter((r) => r.spiffeId !== spiffeId);
+      st.revocations.spiffeIds = st.revocations.spiffeIds.filter((r) => r.spiffeId !== id);
       st.revocations.version++;
     });
     return { version: this.#state.revocations.version };

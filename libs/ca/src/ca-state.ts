@@ -111,8 +111,10 @@ export function saveState(dir: string, state: PersistedState): void {
   writeFileAtomic(join(dir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
 }
 
-/** Remove key files no slot refers to (left by a crash between key write and state commit, or by retirement). */
+/** Remove key files no slot refers to (left by a crash between key write and state commit, or by retirement) and stale temp files. */
 export function removeUnreferencedKeys(dir: string, state: PersistedState): void {
+  // temp files of atomic writes a crash interrupted (never renamed, never acknowledged)
+  for (const name of readdirSync(dir)) if (name.startsWith('.') && name.endsWith('.tmp')) rmSync(join(dir, name), { force: true });
   const slotsDir = join(dir, 'slots');
   if (!existsSync(slotsDir)) return;
   const referenced = new Set<string>();
@@ -122,6 +124,6 @@ export function removeUnreferencedKeys(dir: string, state: PersistedState): void
   }
   for (const name of readdirSync(slotsDir)) {
     const rel = `slots/${name}`;
-    if (!referenced.has(rel)) rmSync(join(slotsDir, name), { force: true, recursive: true });
+    if (!referenced.has(rel) || name.endsWith('.tmp')) rmSync(join(slotsDir, name), { force: true, recursive: true });
   }
 }

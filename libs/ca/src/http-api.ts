@@ -80,6 +80,11 @@ function routes(ca: CertificateAuthorityService): Map<string, Route> {
     handle: ({ url, caller }) => {
       const node = url.searchParams.get('node') ?? undefined;
       const own = caller.match(/\/agent\/([^/]+)$/)?.[1];
+      const path = caller.slice(`spiffe://${ca.trustDomain}`.length);
+      // Agents read their own node's; the control plane and admins any node's; workloads nothing.
+      if (own === undefined && !path.startsWith('/control-plane/') && !ca.isAdmin(caller)) {
+        throw new CaError('AMIME_ERR_CA_FORBIDDEN', `${caller} may not read identity assignments`, 'caller_not_allowed');
+      }
       if (own !== undefined && node !== undefined && node !== own) {
         throw new CaError('AMIME_ERR_CA_FORBIDDEN', 'an agent may read only its own node\'s assignments');
       }
@@ -225,7 +230,8 @@ export async function startCaServer(ca: CertificateAuthorityService, opts: CaSer
     } catch (err) {
       log({ event: 'renewal_failed', error: (err as Error).message });
     }
-  }, 30_000);
+    // at least four checks per serving-SVID lifetime, so a short --agent-ttl never lapses
+  }, Math.max(250, Math.min(30_000, (ca.state.ttl.agentSeconds * 1000) / 4)));
   renewTimer.unref();
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {

@@ -2,7 +2,7 @@
 // together share one fsync, and each caller's promise resolves only once its
 // line is durable. A torn last line (a crash mid-write) was never
 // acknowledged, so reading skips it.
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 
 export class Journal<T> {
   #fd: number;
@@ -10,7 +10,11 @@ export class Journal<T> {
   #flushing = false;
 
   constructor(readonly path: string) {
-    this.#fd = openSync(path, 'a', 0o600);
+    this.#fd = openSync(path, 'a+', 0o600);
+    // End a torn last line, or the next append would join it and be skipped too.
+    const size = fstatSync(this.#fd).size;
+    const last = Buffer.alloc(1);
+    if (size > 0 && readSync(this.#fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a) writeSync(this.#fd, '\n');
   }
 
   static read<T>(path: string): T[] {
