@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -49,6 +49,15 @@ test('init, serve, and drain on SIGTERM; a second init refuses to overwrite', as
     const again = run('init', '--dir', dir, '--trust-domain', 'example.org');
     assert.equal(again.status, 1);
     assert.match(again.stderr, /already holds a CA/);
+    // an operator who lost the admin credential gets a new one from the CA's files
+    const before = readFileSync(join(dir, 'admin', 'cert.pem'), 'utf8');
+    const renewed = run('admin-credential', '--dir', dir);
+    assert.equal(renewed.status, 0, renewed.stderr);
+    assert.equal(JSON.parse(renewed.stdout.trim()).spiffeId, 'spiffe://example.org/admin/operator');
+    assert.notEqual(readFileSync(join(dir, 'admin', 'cert.pem'), 'utf8'), before);
+    const stranger = run('admin-credential', '--dir', dir, '--admin-name', 'mallory');
+    assert.equal(stranger.status, 1);
+    assert.match(stranger.stderr, /not an admin identity/);
 
     const child = spawn(process.execPath, ['--import', 'tsx', main, 'serve', '--dir', dir, '--port', '0'], {
       env: { ...process.env, AMIME_CA_QUIET: '1' },

@@ -6,13 +6,15 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { CertificateAuthorityService, createCaMetrics, initCa, startCaServer, writeFileAtomic, type InitOptions } from '@amime/ca';
+import { CertificateAuthorityService, createCaMetrics, initCa, startCaServer, writeAdminCredential, writeFileAtomic, type InitOptions } from '@amime/ca';
 
 const USAGE = `usage:
   ca init  --dir DIR --trust-domain TD [--key-algorithm ec-p256|rsa-2048] [--admin-name NAME]
            [--workload-ttl S] [--agent-ttl S] [--admin-ttl S] [--intermediate-ttl S] [--root-ttl S]
            [--refresh-hint S]   (durations in seconds)
            [--root-cert F [--root-key F]] [--intermediate-cert F --intermediate-key F]
+  ca admin-credential --dir DIR [--out DIR] [--admin-name NAME]
+           (a fresh admin SVID from the CA's own files, for an operator whose credential expired)
   ca serve --dir DIR [--host 127.0.0.1] [--port 8443] [--metrics-port 0]
            [--init-if-missing --trust-domain TD]`;
 
@@ -47,6 +49,7 @@ try {
       port: { type: 'string' },
       'metrics-port': { type: 'string' },
       'init-if-missing': { type: 'boolean' },
+      out: { type: 'string' },
       'workload-ttl': { type: 'string' },
       'agent-ttl': { type: 'string' },
       'admin-ttl': { type: 'string' },
@@ -99,6 +102,14 @@ async function main(): Promise<void> {
   if (command === 'init') {
     const { ca, admin } = await initCa(dir, initOptions());
     process.stdout.write(JSON.stringify({ event: 'initialized', dir, trustDomain: ca.trustDomain, admin }) + '\n');
+    ca.close();
+    return;
+  }
+  if (command === 'admin-credential') {
+    const ca = CertificateAuthorityService.open(dir);
+    const out = (values['out'] as string | undefined) ?? join(dir, 'admin');
+    const admin = await writeAdminCredential(ca, out, values['admin-name'] as string | undefined);
+    process.stdout.write(JSON.stringify({ event: 'admin_credential', ...admin }) + '\n');
     ca.close();
     return;
   }

@@ -171,8 +171,8 @@ export class CertificateAuthorityService {
     return this.#revocations;
   }
   revocationList(): { version: number; serials: string[]; spiffeIds: string[] } {
-    const r = this.#state.revocations;
-    return { version: r.version, serials: r.serials.map((s) => s.serial), spiffeIds: r.spiffeIds.map((s) => s.spiffeId) };
+    const r = this.#revocations;
+    return { version: r.version, serials: [...r.serials], spiffeIds: [...r.spiffeIds] };
   }
   isAdmin(spiffeId: string): boolean {
     return this.#state.admins.includes(spiffeId);
@@ -418,7 +418,7 @@ export class CertificateAuthorityService {
       ...r,
       activeSlot: this.#state.activeSlot,
       bundleSequence: this.#state.bundleSequence,
-      roots: this.#state.slots.map((s) => ({ slot: s.id, fingerprint: certFromPem(s.rootCertPem).fingerprint256, notAfter: certFromPem(s.rootCertPem).validTo })),
+      roots: this.#state.slots.map((s) => ({ slot: s.id, fingerprint: certFromPem(s.rootCertPem).fingerprint256, notAfter: new Date(certFromPem(s.rootCertPem).validTo).toISOString() })),
       canActivateAfter: r.preparedAt ? iso(Date.parse(r.preparedAt) + this.#state.refreshHintSeconds * 1000) : undefined,
     };
   }
@@ -504,6 +504,14 @@ export class CertificateAuthorityService {
   #mutate(fn: (s: PersistedState) => void): void {
     const next = structuredClone(this.#state);
     fn(next);
+    // An entry for an expired certificate protects nothing: drop it so the
+    // stored and published list stays as small as the live set.
+    const now = this.clock();
+    const kept = next.revocations.serials.filter((r) => !r.notAfter || Date.parse(r.notAfter) > now);
+    if (kept.length !== next.revocations.serials.length) {
+      next.revocations.serials = kept;
+      if (next.revocations.version === this.#state.revocations.version) next.revocations.version++;
+    }
     saveState(this.dir, next);
     const bundleChanged = next.bundleSequence !== this.#state.bundleSequence;
     const revChanged = next.revocations.version !== this.#state.revocations.version;
@@ -537,7 +545,7 @@ export class CertificateAuthorityService {
   #remember(rec: IssuedRecord, now: number): void {
     const notAfter = Date.parse(rec.notAfter);
     this.#slotMaxNotAfter.set(rec.slot, Math.max(this.#slotMaxNotAfter.get(rec.slot) ?? 0, notAfter));
-    if (!rec.node || notAfter <= now) return;
+    if (notAfter <= now) return; // operator-issued ('' node) are tracked too, for revokeSerial's expiry
     let entry = this.#byNode.get(rec.node);
     if (!entry) this.#byNode.set(rec.node, (entry = { list: [], pruneAt: 64 }));
     // Drop expired entries when the list has doubled since the last prune:

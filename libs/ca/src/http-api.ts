@@ -114,7 +114,10 @@ function routes(ca: CertificateAuthorityService): Map<string, Route> {
     handle: ({ body }) => {
       const given = ['serial', 'spiffeId', 'node'].filter((k) => body[k] !== undefined);
       if (given.length !== 1) throw badRequest('give exactly one of serial, spiffeId or node');
-      const reason = typeof body['reason'] === 'string' ? body['reason'].slice(0, 200) : 'operator';
+      if (body['reason'] !== undefined && (typeof body['reason'] !== 'string' || body['reason'].length > 200)) {
+        throw badRequest('reason: a string of at most 200 characters');
+      }
+      const reason = (body['reason'] as string | undefined) ?? 'operator';
       if (body['serial'] !== undefined) return ca.revokeSerial(body['serial'], reason);
       if (body['spiffeId'] !== undefined) return ca.revokeSpiffeId(body['spiffeId'], reason);
       return ca.evictNode(body['node']);
@@ -251,7 +254,7 @@ export async function startCaServer(ca: CertificateAuthorityService, opts: CaSer
         const allowed = [...table.keys()].filter((k) => k.endsWith(` ${url.pathname}`)).map((k) => k.split(' ')[0]);
         if (allowed.length) {
           res.setHeader('allow', allowed.join(', '));
-          throw new CaError('AMIME_ERR_CA_BAD_REQUEST', `method ${req.method} not allowed on ${url.pathname}`, 'method_not_allowed');
+          throw new CaError('AMIME_ERR_CA_METHOD_NOT_ALLOWED', `method ${req.method} not allowed on ${url.pathname}`, 'method_not_allowed');
         }
         throw new CaError('AMIME_ERR_CA_NOT_FOUND', `no route ${url.pathname}`, 'not_found');
       }
@@ -274,8 +277,7 @@ export async function startCaServer(ca: CertificateAuthorityService, opts: CaSer
     })().catch((err: unknown) => {
       if (err instanceof CaError) {
         if (err.code === 'AMIME_ERR_CA_TOO_LARGE') res.setHeader('connection', 'close');
-        const status = err.reason === 'method_not_allowed' ? 405 : err.status;
-        done(status, { error: { code: err.code, reason: err.reason, message: err.message } }, err.reason);
+        done(err.status, { error: { code: err.code, reason: err.reason, message: err.message } }, err.reason);
       } else {
         log({ event: 'internal_error', requestId, error: (err as Error).stack ?? String(err) });
         done(500, { error: { code: 'AMIME_ERR_CA_INTERNAL', reason: 'internal', message: `internal error (request ${requestId})` } }, 'internal');

@@ -30,3 +30,4 @@ export {
   type RevocationSet, type RevocationSetJson, type CreateRevocationSetOptions,
 } from './revocation.js';
 export { svidTlsOptions, verifyPeer, peerChain, SVID_CIPHERS, type SvidTlsConfig, type SvidTlsOptions, type VerifyPeerOptions } from './tls.js';
+export { CaClient, CaClientError, CA_CLIENT_TRANSPORT_REASONS, trustDomainFromPem, type CaClientOptions, type CaCredential, type CaClientTransportReason, type JoinResult, type SvidResult, type RevocationList, type Assignments, type JoinToken, type Assignment, type RevokeTarget, type RevokeResult, type RotationStep, type RotationStatus, type CaStatus } from './ca-client.js';

@@ -1,0 +1,103 @@
+// The admin credential directory meshctl authenticates with: cert.pem (SVID
+// chain), key.pem (PKCS#8), bundle.pem (the CA's roots) and, when the CA runs
+// on this host, ca-url. `ca init` / `meshctl init` write it; `admin renew` and
+// the rotation steps replace its files atomically.
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fromPem, parseCertificate, parseSpiffeId } from '@amime/identity';
+import { UsageError } from './errors.js';
+
+export const DEFAULT_CREDENTIALS_DIR = 'var/ca/admin';
+
+export interface AdminCredential {
+  dir: string;
+  certPem: string;
+  keyPem: string;
+  bundlePem: string;
+  /** The SPIFFE ID in cert.pem's leaf. */
+  spiffeId: string;
+  trustDomain: string;
+  notAfter: Date;
+}
+
+/** --credentials, else AMIME_CREDENTIALS, else var/ca/admin under the working directory. */
+export function credentialsDir(flag: string | undefined, env: NodeJS.ProcessEnv, cwd: string): string {
+  return resolve(cwd, flag ?? env['AMIME_CREDENTIALS'] ?? DEFAULT_CREDENTIALS_DIR);
+}
+
+const SETUP_HINT = "pass --credentials DIR (or set AMIME_CREDENTIALS) to the admin directory `ca init` or 'meshctl init' wrote";
+
+export function readCredential(dir: string): AdminCredential {
+  const read = (file: string): string => {
+    const path = join(dir, file);
+    if (!existsSync(path)) throw new UsageError(`no admin credential: ${path} does not exist`, SETUP_HINT);
+    return readFileSync(path, 'utf8');
+  };
+  const certPem = read('cert.pem');
+  const keyPem = read('key.pem');
+  const bundlePem = read('bundle.pem');
+  let spiffeId: string;
+  let notAfter: Date;
+  try {
+    const leaf = parseCertificate(fromPem(certPem, 'CERTIFICATE')[0]!);
+    spiffeId = leaf.uris.find((u) => u.startsWith('spiffe://')) ?? '';
+    notAfter = leaf.notAfter;
+    parseSpiffeId(spiffeId);
+  } catch (err) {
+    throw new UsageError(`${join(dir, 'cert.pem')} holds no X.509-SVID: ${(err as Error).message}`, SETUP_HINT);
+  }
+  return { dir, certPem, keyPem, bundlePem, spiffeId, trustDomain: parseSpiffeId(spiffeId).trustDomain, notAfter };
+}
+
+/** The CA URL: --ca, else AMIME_CA_URL, else <credentials>/ca-url (written by `ca serve`). */
+export function caUrl(flag: string | undefined, env: NodeJS.ProcessEnv, dir: string): string {
+  let url = flag ?? env['AMIME_CA_URL'];
+  let from = flag !== undefined ? '--ca' : 'AMIME_CA_URL';
+  if (url === undefined && existsSync(join(dir, 'ca-url'))) {
+    url = readFileSync(join(dir, 'ca-url'), 'utf8').trim();
+    from = join(dir, 'ca-url');
+  }
+  if (url === undefined || url === '') {
+    throw new UsageError('no CA URL', `pass --ca https://HOST:PORT, set AMIME_CA_URL, or point --credentials at the admin directory of a running CA (it writes ca-url there)`);
+  }
+  if (!/^https:\/\/[^/]+\/?$/.test(url)) throw new UsageError(`${from}: ${JSON.stringify(url)} is not https://HOST:PORT`);
+  return url;
+}
+
+/**
+ * Replaces files in `dir` with crash-safe writes (temp file, fsync, rename,
+ * fsync dir), mode 0600. Files are renamed in the given order, after all of
+ * them are written, so the window in which a reader sees a new key beside an
+ * old certificate is one rename long.
+ */
+export function replaceFiles(dir: string, files: Readonly<Record<string, string>>): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const staged: [string, string][] = [];
+  try {
+    for (const [name, text] of Object.entries(files)) {
+      const path = join(dir, name);
+      const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+      const fd = openSync(tmp, 'wx', 0o600);
+      staged.push([tmp, path]);
+      try {
+        const buf = Buffer.from(text);
+        let off = 0;
+        while (off < buf.length) off += writeSync(fd, buf, off);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    }
+  } catch (err) {
+    for (const [tmp] of staged) rmSync(tmp, { force: true });
+    throw err;
+  }
+  for (const [tmp, path] of staged) renameSync(tmp, path);
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
