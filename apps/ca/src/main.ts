@@ -6,7 +6,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { CertificateAuthorityService, createCaMetrics, initCa, startCaServer, writeAdminCredential, writeFileAtomic, type InitOptions } from '@amime/ca';
+import { CertificateAuthorityService, createCaMetrics, initCa, startCaServer, writeAdminCredential, type InitOptions } from '@amime/ca';
+import { writeFileAtomicSync } from '@amime/store';
 
 const USAGE = `usage:
   ca init  --dir DIR --trust-domain TD [--key-algorithm ec-p256|rsa-2048] [--admin-name NAME]
@@ -144,7 +145,7 @@ async function main(): Promise<void> {
   await new Promise<void>((r) => admin.listen(metricsPort, '127.0.0.1', r));
   const metricsUrl = `http://127.0.0.1:${(admin.address() as { port: number }).port}/metrics`;
   // Tell a local meshctl where the API is (it reads <credentials>/ca-url).
-  if (existsSync(join(dir, 'admin'))) writeFileAtomic(join(dir, 'admin', 'ca-url'), running.url + '\n', 0o600);
+  if (existsSync(join(dir, 'admin'))) writeFileAtomicSync(join(dir, 'admin', 'ca-url'), running.url + '\n', 0o600);
   process.stdout.write(JSON.stringify({ event: 'listening', url: running.url, metricsUrl, trustDomain: ca.trustDomain, dir }) + '\n');
   let stopping = false;
   const stop = async (signal: string) => {

@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import { createCsr, exportPrivateKeyPem, generateKeyPair } from '@amime/identity';
 import { CertificateAuthorityService, type Clock, type InitOptions } from './authority.js';
-import { writeFileAtomic } from './atomic-file.js';
+import { writeFileAtomicSync } from '@amime/store';
 
 export interface AdminCredential {
   dir: string;
@@ -16,9 +16,9 @@ export async function writeAdminCredential(ca: CertificateAuthorityService, dir:
   const key = generateKeyPair('ec-p256');
   const id = `spiffe://${ca.trustDomain}/admin/${name ?? ca.state.admins[0]!.split('/').pop()}`;
   const svid = await ca.issueAdmin(createCsr(key, id), name);
-  writeFileAtomic(join(dir, 'key.pem'), exportPrivateKeyPem(key.privateKey), 0o600);
-  writeFileAtomic(join(dir, 'cert.pem'), svid.chainPem, 0o600);
-  writeFileAtomic(join(dir, 'bundle.pem'), ca.bundlePem(), 0o600);
+  writeFileAtomicSync(join(dir, 'key.pem'), exportPrivateKeyPem(key.privateKey), 0o600);
+  writeFileAtomicSync(join(dir, 'cert.pem'), svid.chainPem, 0o600);
+  writeFileAtomicSync(join(dir, 'bundle.pem'), ca.bundlePem(), 0o600);
   return { dir, spiffeId: svid.spiffeId, notAfter: svid.notAfter.toISOString() };
 }
 

@@ -4,7 +4,7 @@
 // moment leaves either the old state or the new one, both complete.
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from './atomic-file.js';
+import { writeFileAtomicSync } from '@amime/store';
 import { CaError } from './errors.js';
 
 export type KeyAlgorithmName = 'ec-p256' | 'rsa-2048';
@@ -108,7 +108,7 @@ export function loadState(dir: string): PersistedState | undefined {
 }
 
 export function saveState(dir: string, state: PersistedState): void {
-  writeFileAtomic(join(dir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
+  writeFileAtomicSync(join(dir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
 }
 
 /** Remove key files no slot refers to (left by a crash between key write and state commit, or by retirement) and stale temp files. */

@@ -3,5 +3,4 @@ export { CertificateAuthorityService, DEFAULT_TTLS, validateNodeName, type InitO
 export { startCaServer, MAX_BODY_BYTES, type CaServerOptions, type RunningCaServer } from './http-api.js';
 export { CaError, type CaErrorCode } from './errors.js';
 export { createCaMetrics, type CaMetrics } from './metrics.js';
-export { writeFileAtomic } from './atomic-file.js';
 export { initCa, writeAdminCredential, type AdminCredential } from './bootstrap.js';

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPair, parseCertificate, toPem, type KeyPair } from '@amime/identity';
 import { CertificateAuthority, createIntermediateCa, createRootCa } from '@amime/signing';
-import { writeFileAtomic } from './atomic-file.js';
+import { writeFileAtomicSync } from '@amime/store';
 import type { KeyAlgorithmName, SlotRecord, Ttls } from './ca-state.js';
 import { CaError } from './errors.js';
 
@@ -30,7 +30,7 @@ export function certFromPem(pem: string): X509Certificate {
 
 export function writeKeyFile(dir: string, key: KeyObject): string {
   const rel = `slots/${randomBytes(8).toString('hex')}.key`;
-  writeFileAtomic(join(dir, rel), key.export({ type: 'pkcs8', format: 'pem' }) as string, 0o600);
+  writeFileAtomicSync(join(dir, rel), key.export({ type: 'pkcs8', format: 'pem' }) as string, 0o600);
   return rel;
 }
 

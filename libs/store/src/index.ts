@@ -15,3 +15,4 @@ export {
 } from './store.js';
 export { EmbeddedStore, type EmbeddedStoreOptions } from './embedded-store.js';
 export { EtcdStore, type EtcdStoreOptions } from './etcd-store.js';
+export { writeFileAtomic, writeFileAtomicSync } from './durable-file.js';
