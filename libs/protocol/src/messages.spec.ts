@@ -20,7 +20,7 @@ const endpoint = {
   apiVersion: 'amime.dev/v1',
   kind: 'Endpoint',
   metadata: { name: 'web-vm1', namespace: 'shop', version: '13' },
-  spec: { service: 'web', node: 'vm1', address: '::1', port: 4143, identity: 'spiffe://example.org/ns/shop/sa/web', weight: 100 },
+  spec: { service: 'web', node: 'vm1', address: '::1', port: 4143, identity: 'spiffe://example.org/ns/shop/sa/web', weight: 100, health: 'healthy' },
 } as const;
 
 const clientMessages: ClientMessage[] = [
@@ -28,7 +28,7 @@ const clientMessages: ClientMessage[] = [
   { type: 'hello', node: 'vm2', protocol: 1, versions: {}, subscribe: ['Route', 'Endpoint'] },
   { type: 'ack', nonce: 'n-1', resourceType: 'Route', version: '12' },
   { type: 'nack', nonce: 'n-2', resourceType: 'AuthorizationPolicy', version: '13', error: 'spec.rules[0]: unknown service' },
-  { type: 'register', instances: [{ service: 'web', namespace: 'shop', identity: 'spiffe://example.org/ns/shop/sa/web', port: 8080, ready: true }] },
+  { type: 'register', instances: [{ service: 'web', namespace: 'shop', identity: 'spiffe://example.org/ns/shop/sa/web', address: '10.0.0.2', port: 8080, zone: 'z1', labels: { version: 'v2' }, health: 'unhealthy' }] },
   { type: 'heartbeat' },
 ];
 
@@ -59,10 +59,10 @@ describe('every message type round-trips', () => {
     });
   }
 
-  test('register fills defaults for namespace and ready', () => {
-    const r = decodeClientMessage(JSON.stringify({ type: 'register', instances: [{ service: 'web', identity: 'spiffe://example.org/ns/default/sa/web', port: 80 }] }));
+  test('register fills defaults for namespace and health', () => {
+    const r = decodeClientMessage(JSON.stringify({ type: 'register', instances: [{ service: 'web', identity: 'spiffe://example.org/ns/default/sa/web', address: '127.0.0.1', port: 80 }] }));
     assert.ok(r.ok);
-    assert.deepEqual(r.message, { type: 'register', instances: [{ service: 'web', namespace: 'default', identity: 'spiffe://example.org/ns/default/sa/web', port: 80, ready: true }] });
+    assert.deepEqual(r.message, { type: 'register', instances: [{ service: 'web', namespace: 'default', identity: 'spiffe://example.org/ns/default/sa/web', address: '127.0.0.1', port: 80, health: 'healthy' }] });
   });
 });
 
@@ -85,7 +85,7 @@ describe('bad frames are refused with their code, never thrown', () => {
     { name: 'ack unknown field', raw: '{"type":"ack","nonce":"n","resourceType":"Route","version":"1","extra":1}', code: 'invalid_message', message: /extra is not a known field/ },
     { name: 'ack missing nonce', raw: '{"type":"ack","resourceType":"Route","version":"1"}', code: 'invalid_message', message: /nonce is required/ },
     { name: 'nack without error', raw: '{"type":"nack","nonce":"n","resourceType":"Route","version":"1"}', code: 'invalid_message', message: /error is required/ },
-    { name: 'register bad identity', raw: '{"type":"register","instances":[{"service":"web","identity":"spiffe://x/agent/a","port":1}]}', code: 'invalid_message', message: /instances\[0\].identity/ },
+    { name: 'register bad identity', raw: '{"type":"register","instances":[{"service":"web","identity":"spiffe://x/agent/a","address":"10.0.0.1","port":1}]}', code: 'invalid_message', message: /instances\[0\].identity/ },
     { name: 'heartbeat with payload', raw: '{"type":"heartbeat","x":1}', code: 'invalid_message', message: /x is not a known field/ },
     { name: 'snapshot of the wrong kind', raw: JSON.stringify({ type: 'snapshot', resourceType: 'Service', version: '1', nonce: 'n', resources: [route] }), code: 'invalid_message', message: /resources\[0\] is a Route, but the frame carries Service/, server: true },
     { name: 'snapshot with an invalid resource', raw: JSON.stringify({ type: 'snapshot', resourceType: 'Route', version: '1', nonce: 'n', resources: [{ ...route, spec: { ...route.spec, rules: [] } }] }), code: 'invalid_message', message: /resources\[0\].spec.rules must not be empty/, server: true },

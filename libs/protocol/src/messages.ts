@@ -19,7 +19,11 @@ import {
   RESOURCE_KEY,
   RESOURCE_SCHEMAS,
   DEFAULT_NAMESPACE,
+  HEALTH_STATES,
   dns1123Name,
+  ipAddress,
+  labelMap,
+  zoneName,
   versionString as version,
   spiffeIdString,
   type Resource,
@@ -28,7 +32,6 @@ import {
 import {
   INVALID,
   array,
-  boolean,
   enumOf,
   formatIssue,
   integer,
@@ -73,12 +76,22 @@ const hello = object({
 const ack = object({ type: literal('ack'), nonce, resourceType, version });
 const nack = object({ type: literal('nack'), nonce, resourceType, version, error: errorText });
 
+/**
+ * A local workload instance the agent fronts. `register` carries the agent's
+ * whole current set (it replaces the previous one), so a lost or repeated
+ * frame never leaves a stale instance behind. `health` is the result of the
+ * agent's own active check; `address` is where peers reach the agent's
+ * inbound listener for it.
+ */
 const instance = object({
   service: dns1123Name,
   namespace: withDefault(dns1123Name, DEFAULT_NAMESPACE),
   identity: spiffeIdString({ workload: true }),
+  address: ipAddress,
   port: integer(1, 65535),
-  ready: withDefault(boolean(), true),
+  zone: optional(zoneName),
+  labels: optional(labelMap),
+  health: withDefault(enumOf(HEALTH_STATES), 'healthy'),
 });
 export type Instance = Infer<typeof instance>;
 
@@ -147,6 +160,8 @@ const error = object({
   type: literal('error'),
   code: string({ minLength: 1, maxLength: 64, pattern: /^[a-z][a-z0-9_]*$/, patternName: 'an error code (lowercase snake_case)' }),
   message: errorText,
+  /** The nonce of the ack/nack this error answers, when it answers one. */
+  nonce: optional(nonce),
 });
 
 export type SnapshotMessage = Infer<typeof snapshot>;

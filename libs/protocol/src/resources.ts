@@ -11,6 +11,7 @@
 // from clients, so that `meshctl get -o yaml | meshctl apply -f -` round-trips,
 // and then dropped by `parseResources`: the server never trusts it.
 
+import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { parseAllDocuments } from 'yaml';
 import { parseSpiffeId, isWorkloadId, SpiffeIdError } from '@amime/identity';
@@ -169,9 +170,27 @@ export const regexString = string({
   },
 });
 
+export const ipAddress = string({
+  minLength: 1,
+  maxLength: 45,
+  refine: (s) => (isIP(s) === 0 ? { message: `must be an IPv4 or IPv6 address, got ${JSON.stringify(s)}` } : undefined),
+});
+
 const port = integer(1, 65535);
 const percent = integer(0, 100);
-const labels = optional(record(labelKey, labelValue, { maxKeys: 64 }));
+export const labelMap = record(labelKey, labelValue, { maxKeys: 64 });
+const labels = optional(labelMap);
+
+/** A failure-domain name (`us-east-1a`, `rack-3`): letters, digits, ".", "_", "-". */
+export const zoneName = string({
+  minLength: 1,
+  maxLength: 63,
+  pattern: /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/,
+  patternName: 'a zone name',
+});
+
+export const HEALTH_STATES = ['healthy', 'unhealthy'] as const;
+export type HealthState = (typeof HEALTH_STATES)[number];
 
 const metadata = object({
   name: dns1123Name,
@@ -329,19 +348,22 @@ export type MeshConfigSpec = Infer<typeof meshConfigSpec>;
 
 // ---------------------------------------------------------------- derived kinds
 
-const ipAddress = string({
-  minLength: 1,
-  maxLength: 45,
-  refine: (s) => (isIP(s) === 0 ? { message: `must be an IPv4 or IPv6 address, got ${JSON.stringify(s)}` } : undefined),
-});
 
+/**
+ * One registered instance. metadata.labels carries the instance's labels;
+ * `health` is `unhealthy` when the agent's active check fails or the agent's
+ * heartbeat lapsed (then `reason` says which); balancers skip unhealthy ones.
+ */
 export const endpointSpec = object({
   service: dns1123Name,
   node: dns1123Name,
   address: ipAddress,
   port,
   identity: spiffeIdString({ workload: true }),
+  zone: optional(zoneName),
   weight: withDefault(integer(1, 1000), 100),
+  health: withDefault(enumOf(HEALTH_STATES), 'healthy'),
+  reason: optional(enumOf(['check_failed', 'heartbeat_lapsed'] as const)),
 });
 export type EndpointSpec = Infer<typeof endpointSpec>;
 
@@ -411,6 +433,15 @@ export const configResource = taggedUnion('kind', {
 
 /** Any resource on the push channel, chosen by `kind`. */
 export const anyResource = taggedUnion('kind', RESOURCE_SCHEMAS) as Schema<Resource>;
+
+/**
+ * The Endpoint name of an instance: `<service>-<10 hex of sha256(node,address,port)>`,
+ * stable across re-registrations and within the 63-character limit.
+ */
+export function endpointName(service: string, node: string, address: string, port: number): string {
+  const digest = createHash('sha256').update(`${node}\0${address}\0${port}`).digest('hex').slice(0, 10);
+  return `${service.slice(0, 52).replace(/-+$/, '')}-${digest}`;
+}
 
 /** Store and wire key: `/resources/<Kind>/<namespace>/<name>`. */
 export function resourceKey(r: { kind: string; metadata: { name: string; namespace?: string } }): string {
