@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  endpointName,
   MESH_CONFIG_DEFAULTS,
   RESOURCE_SCHEMAS,
   durationMs,
@@ -365,5 +366,19 @@ describe('helpers', () => {
     assert.equal(durationMs('1h'), 3_600_000);
     assert.ok(Number.isNaN(durationMs('1.5s')));
     assert.ok(Number.isNaN(durationMs('-1s')));
+  });
+});
+
+describe('endpointName', () => {
+  test('is stable, distinct per node/address/port, a DNS-1123 label within 63 characters', () => {
+    const a = endpointName('web', 'vm1', '10.0.0.1', 8080);
+    assert.equal(a, endpointName('web', 'vm1', '10.0.0.1', 8080));
+    assert.notEqual(a, endpointName('web', 'vm2', '10.0.0.1', 8080));
+    assert.notEqual(a, endpointName('web', 'vm1', '10.0.0.1', 8081));
+    assert.match(a, /^web-[0-9a-f]{10}$/);
+    const long = endpointName('a'.repeat(51) + '-' + 'b'.repeat(11), 'vm1', '::1', 1);
+    assert.ok(long.length <= 63, long);
+    assert.match(long, /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/);
+    assert.doesNotMatch(long, /--/);
   });
 });
