@@ -53,6 +53,8 @@ export const PROTOCOL_VERSION = 1;
 /** Default frame bound; a full snapshot of a large mesh fits, a runaway peer does not. */
 export const DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024;
 export const MAX_RESOURCES_PER_FRAME = 10_000;
+/** Bound on frames from agents (hello, ack, nack, register, heartbeat): both ends use it. */
+export const MAX_CLIENT_FRAME_BYTES = 64 * 1024;
 
 export const DECODE_ERROR_CODES = ['too_large', 'malformed_json', 'unknown_message_type', 'invalid_message'] as const;
 export type DecodeErrorCode = (typeof DECODE_ERROR_CODES)[number];

@@ -123,7 +123,7 @@ async function connect(h: Harness, cert: TestCert | undefined, path = '/v1/push'
   const ws = new WebSocket(h.url.replace('/v1/push', path), {
     ca: pki.root.pem,
     ...(cert && { cert: toPemChain([cert, pki.intermediate]), key: cert.key.privateKeyPem }),
-    checkServerIdentity: () => undefined,
+    checkServerIdentity: (() => undefined) as never,
     perMessageDeflate: false,
   });
   const queue: (ServerMessage & Record<string, unknown>)[] = [];
@@ -358,7 +358,7 @@ describe('push server: who may connect', () => {
   test('a certificate from another trust domain: refused in the TLS handshake', async () => {
     const other = await createTestPki('other.test');
     const leaf = await other.leaf('/agent/vm1');
-    const ws = new WebSocket(h.url, { ca: pki.root.pem, cert: toPemChain([leaf, other.intermediate]), key: leaf.key.privateKeyPem, checkServerIdentity: () => undefined });
+    const ws = new WebSocket(h.url, { ca: pki.root.pem, cert: toPemChain([leaf, other.intermediate]), key: leaf.key.privateKeyPem, checkServerIdentity: (() => undefined) as never });
     await assert.rejects(
       new Promise((resolve, reject) => {
         ws.once('open', resolve);

@@ -18,10 +18,10 @@ import { performance } from 'node:perf_hooks';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { parseSpiffeId, verifyPeer, type RevocationSet, type TrustBundle } from '@amime/identity';
 import { RESOURCE_TYPES, type Resource, type ResourceType } from '../resources.js';
-import { decodeClientMessage, PROTOCOL_VERSION, type ClientMessage, type Instance } from '../messages.js';
+import { decodeClientMessage, MAX_CLIENT_FRAME_BYTES, PROTOCOL_VERSION, type ClientMessage, type Instance } from '../messages.js';
 
 export const PUSH_PATH = '/v1/push';
-export const DEFAULT_MAX_CLIENT_FRAME_BYTES = 64 * 1024;
+export const DEFAULT_MAX_CLIENT_FRAME_BYTES = MAX_CLIENT_FRAME_BYTES;
 
 /** What the server pushes from: the control plane's resource cache. */
 export interface ResourceView {
