@@ -282,7 +282,7 @@ describe('issue', () => {
       ['admin asks for a workload', ADMIN, API, API, 'admin_scope'],
       ['admin asks for an unknown admin', ADMIN, `spiffe://${TD}/admin/mallory`, `spiffe://${TD}/admin/mallory`, 'admin_scope'],
       ['a workload is no caller', API, API, API, 'caller_not_allowed'],
-      ['control plane is no caller', `spiffe://${TD}/control-plane/ca`, API, API, 'caller_not_allowed'],
+      ['control plane asks for a workload', `spiffe://${TD}/control-plane/ca`, API, API, 'caller_not_allowed'],
       ['foreign agent is no caller', 'spiffe://other.test/agent/vm-1', API, API, 'caller_not_allowed'],
       ['malformed requested id', vm1, API, 'spiffe://mesh.test/ns/shop/../sa/api', 'bad_spiffe_id'],
     ];
@@ -290,6 +290,34 @@ describe('issue', () => {
       await t.test(name, async () => void (await refused(f, () => f.ca.issue(caller, csrPem(csrId), requested), reason, message)));
     }
     await refused(f, () => f.ca.issue(vm1, csrPem(API), 42), 'bad_request');
+    f.ca.close();
+  });
+
+  test('a control-plane identity renews exactly its own SVID (agent TTL) and gets nothing else', async (t) => {
+    const f = newCa({ ttl: { agentSeconds: 900, workloadSeconds: 600, adminSeconds: 7200 } });
+    await joinAgent(f, 'vm-1');
+    f.ca.assign('vm-1', API);
+    const cp = `spiffe://${TD}/control-plane/controller`;
+    const renewed = await f.ca.issue(cp, csrPem(cp), cp);
+    assert.equal(renewed.spiffeId, cp);
+    assert.equal(renewed.notAfter.getTime(), f.clock.ms + 900 * SEC, 'agent TTL');
+    assertVerifies(renewed.chainPem, f.ca.bundle(), f.clock.date(), cp);
+    const cases: [string, string][] = [
+      ['another control-plane ID', `spiffe://${TD}/control-plane/ca`],
+      ['an assigned workload', API],
+      ['an agent ID', agentId('vm-1')],
+      ['an admin ID', ADMIN],
+      ['the trust domain itself', `spiffe://${TD}`],
+    ];
+    for (const [name, requested] of cases) {
+      await t.test(name, async () => void (await refused(f, () => f.ca.issue(cp, csrPem(requested), requested), 'caller_not_allowed', /may renew only its own SVID/)));
+    }
+    // a control-plane ID of another trust domain is no caller at all
+    const foreign = 'spiffe://other.test/control-plane/controller';
+    await refused(f, () => f.ca.issue(foreign, csrPem(cp), cp), 'caller_not_allowed', /may not request SVIDs/);
+    // a revoked control-plane identity cannot renew itself
+    f.ca.revokeSpiffeId(cp);
+    await refused(f, () => f.ca.issue(cp, csrPem(cp), cp), 'id_revoked');
     f.ca.close();
   });
 

@@ -193,6 +193,7 @@ export class CertificateAuthorityService {
     if (typeof requested !== 'string') throw new CaError('AMIME_ERR_CA_BAD_REQUEST', 'spiffeId: required string');
     const id = this.#parseOwnId(requested, 'spiffeId');
     const callerNode = this.#agentNode(caller);
+    const controlPlaneCaller = this.#controlPlaneId(caller);
     let node = '';
     let ttl: number;
     if (callerNode !== undefined) {
@@ -220,6 +221,14 @@ export class CertificateAuthorityService {
         throw new CaError('AMIME_ERR_CA_FORBIDDEN', `${id} is not an admin identity of this CA`, 'admin_scope');
       }
       ttl = path.startsWith('/admin/') ? this.#state.ttl.adminSeconds : this.#state.ttl.agentSeconds;
+    } else if (controlPlaneCaller !== undefined) {
+      // The control plane renews its own SVID without the operator's admin
+      // credential; it gets nothing else, so a stolen control-plane key cannot mint other identities.
+      if (id !== controlPlaneCaller) {
+        this.#refuse(caller, requested, 'caller_not_allowed');
+        throw new CaError('AMIME_ERR_CA_FORBIDDEN', `${caller} may renew only its own SVID, not request ${id}`, 'caller_not_allowed');
+      }
+      ttl = this.#state.ttl.agentSeconds;
     } else {
       this.#refuse(caller, requested, 'caller_not_allowed');
       throw new CaError('AMIME_ERR_CA_FORBIDDEN', `${caller} may not request SVIDs`, 'caller_not_allowed');
@@ -567,6 +576,16 @@ export class CertificateAuthorityService {
 
   #idRevoked(id: string): boolean {
     return this.#state.revocations.spiffeIds.some((r) => r.spiffeId === id);
+  }
+
+  /** The caller's normalized ID when it is a /control-plane/* identity of this trust domain. */
+  #controlPlaneId(caller: string): string | undefined {
+    try {
+      const id = parseSpiffeId(caller);
+      return id.trustDomain === this.trustDomain && id.path.startsWith('/control-plane/') ? id.toString() : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   #agentNode(caller: string): string | undefined {
