@@ -2,12 +2,13 @@
 // maps the outcome to an exit code. Flags are checked before any file or
 // network is touched.
 import { parseArgs } from 'node:util';
+import { ControlPlaneClient, ControlPlaneClientError } from '@amime/control-plane';
 import { CaClient, CaClientError } from '@amime/identity';
 import type { Command, CommandContext, Options, Values } from './commands/command.js';
 import { COMMANDS } from './commands/index.js';
-import { caUrl, credentialsDir, readCredential, type AdminCredential } from './credentials.js';
+import { caUrl, controlPlaneUrl, credentialsDir, readCredential, type AdminCredential } from './credentials.js';
 import { formatDuration, parseDuration } from './duration.js';
-import { EXIT, UsageError, toCliError } from './errors.js';
+import { CliError, EXIT, UsageError, toCliError } from './errors.js';
 import { OUTPUT_FORMATS, render, type OutputFormat } from './output.js';
 import { commandUsage, usage } from './usage.js';
 
@@ -16,10 +17,13 @@ export interface Io {
   cwd: string;
   stdout: { write(s: string): unknown };
   stderr: { write(s: string): unknown };
+  /** For `apply -f -`; default process.stdin. */
+  stdin?: NodeJS.ReadableStream;
 }
 
 const GLOBAL_OPTIONS: Options = {
   ca: { type: 'string' },
+  'control-plane': { type: 'string' },
   credentials: { type: 'string' },
   output: { type: 'string', short: 'o' },
   timeout: { type: 'string' },
@@ -79,9 +83,38 @@ function parse(argv: string[]): { command?: Command; values: Values; args: strin
   return { command, values: strict.values as Values, args, help };
 }
 
+/** What an operator can do about a control plane refusal, by its reason. */
+const CONTROL_PLANE_NEXT_STEP: Readonly<Record<string, string>> = {
+  invalid_resource: 'fix the fields named above (document numbers count from 0) and apply again',
+  derived_kind: 'Endpoint, TrustBundle and RevocationList are written by the control plane itself; change Services and agents instead',
+  bad_kind: 'kinds: Service, Route, AuthorizationPolicy, MeshConfig (and, to read, Endpoint, TrustBundle, RevocationList)',
+  not_found: "see what exists with 'meshctl get KIND -o table'",
+  not_admin: 'the control plane takes only admin SVIDs (spiffe://<td>/admin/...): pass --credentials with the admin directory',
+  peer_no_peer_certificate: 'the request needs a client certificate: pass --credentials DIR holding cert.pem and key.pem',
+  peer_expired: "the admin SVID has expired: renew it ('meshctl admin renew')",
+  peer_revoked: 'this credential is revoked; use another admin credential',
+  body_too_large: 'the input is over 1 MiB: split it into several files',
+  internal: 'the control plane failed internally: its log has the request ID above',
+};
+const CONTROL_PLANE_TRANSPORT_STEP: Readonly<Record<string, string>> = {
+  unreachable: 'check that the control plane is running and the URL is right (--control-plane, AMIME_CONTROL_PLANE_URL or <credentials>/control-plane-url)',
+  timeout: 'the control plane did not answer in time: check it is running, or raise --timeout',
+  server_identity: "the server is not this trust domain's control plane: check --control-plane and that bundle.pem belongs to this mesh's CA",
+  tls: "TLS failed: check that --control-plane points at the control plane's HTTPS port",
+  bad_response: 'the server did not answer like the control plane: check --control-plane',
+};
+
+function fromControlPlaneError(err: ControlPlaneClientError): CliError {
+  if (err.refused) {
+    return new CliError(`the control plane refused: ${err.code} (${err.reason}, HTTP ${err.status}): ${err.message}`, EXIT.refused, CONTROL_PLANE_NEXT_STEP[err.reason]);
+  }
+  return new CliError(`${err.message} [${err.code}]`, EXIT.unreachable, CONTROL_PLANE_TRANSPORT_STEP[err.reason]);
+}
+
 export async function run(argv: string[], io: Io): Promise<number> {
   let command: Command | undefined;
   let client: CaClient | undefined;
+  let controlPlane: ControlPlaneClient | undefined;
   try {
     const parsed = parse(argv);
     command = parsed.command;
@@ -98,6 +131,13 @@ export async function run(argv: string[], io: Io): Promise<number> {
 
     const dir = credentialsDir(values['credentials'] as string | undefined, io.env, io.cwd);
     let cred: AdminCredential | undefined;
+    let warned = false;
+    const warnIfExpiring = (c: AdminCredential) => {
+      const left = c.notAfter.getTime() - Date.now();
+      if (warned || left >= RENEW_WARNING_MS || command?.name === 'admin renew') return;
+      warned = true;
+      ctx.progress(left > 0 ? `warning: the admin SVID expires in ${formatDuration(left / 1000)}: run 'meshctl admin renew'` : `warning: the admin SVID expired at ${c.notAfter.toISOString()}`);
+    };
     const ctx: CommandContext = {
       values,
       args,
@@ -117,18 +157,29 @@ export async function run(argv: string[], io: Io): Promise<number> {
           if (err instanceof CaClientError) throw new UsageError(err.message, `check the files in ${dir}`);
           throw err;
         }
-        const left = c.notAfter.getTime() - Date.now();
-        if (left < RENEW_WARNING_MS && command?.name !== 'admin renew') {
-          ctx.progress(left > 0 ? `warning: the admin SVID expires in ${formatDuration(left / 1000)}: run 'meshctl admin renew'` : `warning: the admin SVID expired at ${c.notAfter.toISOString()}`);
-        }
+        warnIfExpiring(c);
         return client;
       },
+      controlPlane: () => {
+        if (controlPlane) return controlPlane;
+        const c = ctx.credential();
+        const url = controlPlaneUrl(values['control-plane'] as string | undefined, io.env, dir);
+        try {
+          controlPlane = new ControlPlaneClient({ url, bundlePem: c.bundlePem, credential: { certPem: c.certPem, keyPem: c.keyPem }, trustDomain: c.trustDomain, timeoutMs: timeoutSeconds * 1000 });
+        } catch (err) {
+          if (err instanceof ControlPlaneClientError) throw new UsageError(err.message, `check the files in ${dir}`);
+          throw err;
+        }
+        warnIfExpiring(c);
+        return controlPlane;
+      },
+      stdin: io.stdin ?? process.stdin,
     };
     const out = await command!.run(ctx);
     io.stdout.write(render(out, format));
     return EXIT.ok;
   } catch (err) {
-    const e = toCliError(err);
+    const e = err instanceof ControlPlaneClientError ? fromControlPlaneError(err) : toCliError(err);
     io.stderr.write(`meshctl: ${e.message}\n`);
     if (e.hint) io.stderr.write(`  next: ${e.hint}\n`);
     if (e instanceof UsageError) {
@@ -138,5 +189,6 @@ export async function run(argv: string[], io: Io): Promise<number> {
     return e.exitCode;
   } finally {
     client?.close();
+    controlPlane?.close();
   }
 }

@@ -1,7 +1,8 @@
 // The admin credential directory meshctl authenticates with: cert.pem (SVID
 // chain), key.pem (PKCS#8), bundle.pem (the CA's roots) and, when the CA runs
 // on this host, ca-url. `ca init` / `meshctl init` write it; `admin renew` and
-// the rotation steps replace its files atomically.
+// the rotation steps replace its files atomically. A control plane started
+// with this directory writes control-plane-url beside ca-url.
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -60,6 +61,29 @@ export function caUrl(flag: string | undefined, env: NodeJS.ProcessEnv, dir: str
   }
   if (url === undefined || url === '') {
     throw new UsageError('no CA URL', `pass --ca https://HOST:PORT, set AMIME_CA_URL, or point --credentials at the admin directory of a running CA (it writes ca-url there)`);
+  }
+  if (!/^https:\/\/[^/]+\/?$/.test(url)) throw new UsageError(`${from}: ${JSON.stringify(url)} is not https://HOST:PORT`);
+  return url;
+}
+
+/**
+ * The control plane's admin API URL: --control-plane, else
+ * AMIME_CONTROL_PLANE_URL, else <credentials>/control-plane-url (written by
+ * the control plane when it starts with this credential directory).
+ */
+export function controlPlaneUrl(flag: string | undefined, env: NodeJS.ProcessEnv, dir: string): string {
+  let url = flag ?? env['AMIME_CONTROL_PLANE_URL'];
+  let from = flag !== undefined ? '--control-plane' : 'AMIME_CONTROL_PLANE_URL';
+  const file = join(dir, 'control-plane-url');
+  if (url === undefined && existsSync(file)) {
+    url = readFileSync(file, 'utf8').trim();
+    from = file;
+  }
+  if (url === undefined || url === '') {
+    throw new UsageError(
+      'no control plane URL',
+      'pass --control-plane https://HOST:PORT, set AMIME_CONTROL_PLANE_URL, or point --credentials at the admin directory a running control plane uses (it writes control-plane-url there)',
+    );
   }
   if (!/^https:\/\/[^/]+\/?$/.test(url)) throw new UsageError(`${from}: ${JSON.stringify(url)} is not https://HOST:PORT`);
   return url;

@@ -228,8 +228,8 @@ export function createAdminHandler(deps: AdminApiDeps): Handler {
   const authenticate = (req: IncomingMessage): string => {
     const { bundle, revocations } = deps.trust();
     const peer = verifyPeer(req.socket as TLSSocket, { bundle, trustDomain: deps.trustDomain, ...(revocations ? { revocations } : {}) });
+    // not logged: anyone can cause these; onRequest counts them
     if (!peer.ok) {
-      log({ event: 'admin_unauthenticated', reason: peer.reason, address: req.socket.remoteAddress });
       throw cpError('AMIME_ERR_CP_UNAUTHENTICATED', `client certificate refused: ${peer.message}`, `peer_${peer.reason}`);
     }
     const id = parseSpiffeId(peer.spiffeId);

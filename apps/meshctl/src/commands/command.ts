@@ -2,6 +2,7 @@
 // is given to run.
 import type { ParseArgsConfig } from 'node:util';
 import type { CaClient } from '@amime/identity';
+import type { ControlPlaneClient } from '@amime/control-plane';
 import type { AdminCredential } from '../credentials.js';
 import type { CommandOutput, OutputFormat } from '../output.js';
 
@@ -21,6 +22,10 @@ export interface CommandContext {
   credential(): AdminCredential;
   /** A client for the CA authenticated with the admin credential (made on first use). */
   client(): CaClient;
+  /** A client for the control plane's admin API, authenticated with the admin credential (made on first use). */
+  controlPlane(): ControlPlaneClient;
+  /** Standard input, for `-f -`. */
+  stdin: NodeJS.ReadableStream;
   /** A line for people on stderr (progress, waits, warnings); stdout stays the result alone. */
   progress(line: string): void;
 }

@@ -1,0 +1,43 @@
+// `meshctl agents`: the agents connected to the control plane, and per
+// resource type the version each acked, the push in flight and its last
+// NACK (the agent kept its previous version; the error says why).
+import type { AgentStatus } from '@amime/control-plane';
+import { table, when } from '../output.js';
+import type { Command } from './command.js';
+
+/** Longest NACK error shown in the table; -o json has all of it. */
+const MAX_ERROR_CHARS = 160;
+
+export function agentsTables(agents: readonly AgentStatus[], now = Date.now()): string {
+  if (agents.length === 0) return 'no agents connected\n';
+  const sorted = [...agents].sort((a, b) => a.node.localeCompare(b.node));
+  const summary = table(
+    ['node', 'address', 'connected', 'instances', 'nacks'],
+    sorted.map((a) => [a.node, a.address, when(a.connectedAt, now), String(a.instances), String(Object.values(a.types).filter((t) => t.nack).length)]),
+  );
+  const rows = sorted.flatMap((a) =>
+    Object.entries(a.types)
+      .sort(([x], [y]) => x.localeCompare(y))
+      .map(([type, t]) => [a.node, type, t.acked ?? '-', t.inFlight ?? '-', t.nack ? `${t.nack.version} at ${t.nack.at}` : '-']),
+  );
+  const versions = rows.length === 0 ? '' : '\n' + table(['node', 'type', 'acked', 'in flight', 'nacked'], rows);
+  const nacks = sorted.flatMap((a) =>
+    Object.entries(a.types)
+      .filter(([, t]) => t.nack)
+      .map(([type, t]) => {
+        const error = t.nack!.error.replace(/\s+/g, ' ');
+        return `  ${a.node} ${type} ${t.nack!.version}: ${error.length > MAX_ERROR_CHARS ? `${error.slice(0, MAX_ERROR_CHARS)}...` : error}\n`;
+      }),
+  );
+  return summary + versions + (nacks.length === 0 ? '' : `\nNACK errors (the agent kept its previous version):\n${nacks.join('')}`);
+}
+
+export const agents: Command = {
+  name: 'agents',
+  synopsis: '',
+  summary: 'connected agents: since when, the version of each resource type they acked, and NACKs with the error',
+  async run(ctx) {
+    const list = await ctx.controlPlane().agents();
+    return { data: list, human: agentsTables(list) };
+  },
+};
