@@ -62,6 +62,12 @@ function caUrl(): string | undefined {
   return file && existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
 }
 
+function etcdHosts(v: string): string[] {
+  const hosts = v.split(',');
+  for (const h of hosts) if (!/^https?:\/\/[^/\s]+$/.test(h)) fail(`--etcd must be a comma-separated list of http(s)://HOST:PORT, not ${JSON.stringify(h)}`);
+  return hosts;
+}
+
 /** Waits for the CA's URL (written by `ca serve`) and its port to answer, up to --wait-for-ca. */
 async function waitForCa(): Promise<string> {
   const deadline = Date.now() + waitMs;
@@ -83,21 +89,24 @@ async function waitForCa(): Promise<string> {
   }
 }
 
+// Every flag is checked before anything waits or touches the disk.
+const options = {
+  dir,
+  adminDir,
+  host: values['host'] ?? '127.0.0.1',
+  port: port(values['port'], '--port', 8444),
+  metricsPort: port(values['metrics-port'], '--metrics-port', 0),
+  etcd: values['etcd'] ? { hosts: etcdHosts(values['etcd']), namespace: values['etcd-prefix'] ?? 'amime/' } : undefined,
+  heartbeatMs: seconds(values['heartbeat'], '--heartbeat', 5000),
+  graceMs: seconds(values['grace'], '--grace', 60_000),
+  caSyncIntervalMs: seconds(values['ca-sync'], '--ca-sync', 5000),
+};
+if (values['ca'] !== undefined && !/^https:\/\/[^/]+\/?$/.test(values['ca'])) fail(`--ca must be https://HOST:PORT, not ${JSON.stringify(values['ca'])}`);
+
 const url = await waitForCa();
 let running: Awaited<ReturnType<typeof startControlPlane>>;
 try {
-  running = await startControlPlane({
-    dir,
-    caUrl: url,
-    adminDir,
-    host: values['host'] ?? '127.0.0.1',
-    port: port(values['port'], '--port', 8444),
-    metricsPort: port(values['metrics-port'], '--metrics-port', 0),
-    etcd: values['etcd'] ? { hosts: values['etcd'].split(','), namespace: values['etcd-prefix'] ?? 'amime/' } : undefined,
-    heartbeatMs: seconds(values['heartbeat'], '--heartbeat', 5000),
-    graceMs: seconds(values['grace'], '--grace', 60_000),
-    caSyncIntervalMs: seconds(values['ca-sync'], '--ca-sync', 5000),
-  });
+  running = await startControlPlane({ ...options, caUrl: url });
 } catch (err) {
   process.stderr.write(`${JSON.stringify({ event: 'start_failed', error: (err as Error).message })}\n`);
   process.exit(70);
