@@ -22,6 +22,8 @@ const TD = 'sync.mesh.test';
 const API = `spiffe://${TD}/ns/shop/sa/api`;
 const DB = `spiffe://${TD}/ns/shop/sa/db`;
 const INTERVAL = 150;
+// Polls every INTERVAL; events are awaited far longer, since a loaded 2-core machine stalls timers.
+const EVENT_WAIT_MS = 5000;
 
 const roots: string[] = [];
 after(() => {
@@ -119,12 +121,12 @@ test('start: one first sync publishes the TrustBundle and the RevocationList onc
   }
 });
 
-test('a revocation and an assignment change are seen within a couple of intervals; one publish per change', async () => {
+test('a revocation and an assignment change are seen by polling; one publish per change', async () => {
   const f = await setup();
   const sync = new CaSync({ client: f.cred.client, trustDomain: TD, publish: f.publish, intervalMs: INTERVAL, log: f.log });
   try {
     await sync.start();
-    const revocations = within<[RevocationSet]>(sync, 'revocations', INTERVAL * 3);
+    const revocations = within<[RevocationSet]>(sync, 'revocations', EVENT_WAIT_MS);
     // two changes in one tick: no request can see one without the other
     f.ca.revokeSerial('0A1B2C', 'test');
     f.ca.revokeSpiffeId(DB);
@@ -138,7 +140,7 @@ test('a revocation and an assignment change are seen within a couple of interval
     assert.deepEqual(last.spec, { serials: ['0a1b2c'], identities: [DB] }, 'lowercase hex serials');
     assert.equal(lists.length, 2, 'the first sync and the change');
 
-    const assignments = within<[Record<string, string[]>]>(sync, 'assignments', INTERVAL * 3);
+    const assignments = within<[Record<string, string[]>]>(sync, 'assignments', EVENT_WAIT_MS);
     f.ca.assign('vm-2', API);
     const [a] = await assignments;
     assert.deepEqual(a, { 'vm-2': [API] });
@@ -147,7 +149,7 @@ test('a revocation and an assignment change are seen within a couple of interval
     assert.equal(ofKind(f, 'RevocationList').length, 2, 'no publish without a change');
     assert.equal(ofKind(f, 'TrustBundle').length, 1);
 
-    const removed = within(sync, 'assignments', INTERVAL * 3);
+    const removed = within(sync, 'assignments', EVENT_WAIT_MS);
     f.ca.unassign('vm-2', API);
     await removed;
     assert.deepEqual(sync.assignments(), {});
@@ -194,7 +196,7 @@ test('rotation prepare: a bundle event with both roots, one TrustBundle publish;
   const sync = new CaSync({ client, trustDomain: TD, publish: f.publish, intervalMs: INTERVAL, log: f.log });
   try {
     await sync.start();
-    const bundle = within<[TrustBundle, string]>(sync, 'bundle', INTERVAL * 3);
+    const bundle = within<[TrustBundle, string]>(sync, 'bundle', EVENT_WAIT_MS);
     f.ca.prepareRotation();
     const [b, pem] = await bundle;
     assert.equal(b.roots.length, 2);
@@ -220,7 +222,7 @@ test('rotation prepare: a bundle event with both roots, one TrustBundle publish;
     // before retire the control plane holds an SVID under the new root (its half-life renewal does this)
     await f.cred.renew();
     f.ca.retireRotation(true);
-    await within(sync, 'bundle', INTERVAL * 3);
+    await within(sync, 'bundle', EVENT_WAIT_MS);
     assert.equal(sync.bundle().roots.length, 1);
     assert.equal(bundleFromPem(f.cred.current().bundlePem, TD).roots.length, 1);
     await sleep(INTERVAL * 2);
@@ -269,7 +271,7 @@ test('CA unreachable: start rejects after waitMs; while it is away the last good
     assert.equal(f.lines.filter((l) => l['event'] === 'ca_sync_failed').length, 3, 'logged once per fetch, not per tick');
     await f.restart();
     f.ca.revokeSerial('ff');
-    await within(sync, 'revocations', INTERVAL * 4);
+    await within(sync, 'revocations', EVENT_WAIT_MS);
     assert.deepEqual(new Set(f.lines.filter((l) => l['event'] === 'ca_sync_recovered').map((l) => l['what'])), new Set(['bundle', 'revocations', 'assignments']));
   } finally {
     await f.close(sync);

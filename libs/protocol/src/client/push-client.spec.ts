@@ -445,7 +445,8 @@ describe('PushClient', () => {
     await waitUntil(() => cp.messages('hello', 1).length === 1, 'hello on a second connection', 3000);
     assert.equal(disconnects[0]!.reason, 'heartbeat_timeout');
     assert.equal(disconnects[0]!.wasConnected, true);
-    assert.ok(cp.messages('heartbeat', 0).length >= 2, 'heartbeats were sent on the first connection');
+    // At least one: under load, timers coalesce and the third interval can come before the second beat.
+    assert.ok(cp.messages('heartbeat', 0).length >= 1, 'heartbeats were sent on the first connection');
     await c.stop();
   });
 
