@@ -49,11 +49,11 @@ async function ok(r: Promise<Reply>, what: string): Promise<Reply> {
 }
 
 /** Waits (bounded) until `check` returns a truthy value. */
-async function until<T>(what: string, check: () => T | Promise<T>, timeoutMs = 10_000): Promise<T> {
+async function until<T>(what: string, check: () => T | Promise<T>, timeoutMs = 10_000): Promise<Exclude<T, false | undefined | null | 0 | ''>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await check();
-    if (v) return v;
+    if (v) return v as Exclude<T, false | undefined | null | 0 | ''>;
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
     await sleep(50);
   }

@@ -2,23 +2,14 @@
 // node agent. It never imports the CA: it speaks the wire format only.
 //
 // The CA's SVID names it by URI SAN (spiffe://<td>/control-plane/ca), not by
-// hostname, so hostname checking is off and the server is verified as an
-// X.509-SVID instead: OpenSSL checks the chain against the bundle, then
-// verifyPeer checks the SPIFFE profile and the ID must equal the expected
-// one. That happens in the agent's createConnection, before the socket is
-// handed to the HTTP request, so not one byte of a request (a join token, a
-// CSR) reaches a server that has not proved it is the CA.
-import { randomUUID } from 'node:crypto';
-import type http from 'node:http';
-import https from 'node:https';
-import { isIP } from 'node:net';
-import type { Duplex } from 'node:stream';
+// hostname; SvidHttpsClient verifies it as an X.509-SVID with that ID on
+// every new connection, before a request (a join token, a CSR) is written.
 import tls from 'node:tls';
 import { parseCertificate } from './parse-certificate.js';
 import { fromPem, toPem } from './pem.js';
 import { parseSpiffeId, parseTrustDomain } from './spiffe-id.js';
+import { classifySocketError, parseErrorBody, SvidHttpsClient, type SvidHttpsErrors } from './svid-https.js';
 import { bundleFromPem, type SpiffeBundleDocument, type TrustBundle } from './trust-bundle.js';
-import { verifyPeer } from './tls.js';
 
 /** Reasons a request failed before the CA could answer it. */
 export const CA_CLIENT_TRANSPORT_REASONS = ['unreachable', 'timeout', 'server_identity', 'tls', 'bad_response'] as const;
@@ -142,23 +133,14 @@ export interface CaStatus {
 // ------------------------------------------------------------ helpers
 
 const DEFAULT_TIMEOUT_MS = 10_000;
-const IDLE_TIMEOUT_MS = 20_000;
 /** Largest answer read (a SPIFFE bundle is at most 1 MiB; revocation lists stay well below). */
 const MAX_RESPONSE_BYTES = 4 << 20;
-
-const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EADDRNOTAVAIL', 'ECONNRESET', 'EPIPE', 'ECONNABORTED']);
+const SERVER_NAME = 'the CA';
+const ERRORS: SvidHttpsErrors<CaClientError> = { transport: transportError, answer: errorFromBody };
 
 /** Sorts a socket-level failure into a transport reason. */
 export function classifyTransportError(err: Error & { code?: string }): CaClientError {
-  if (err instanceof CaClientError) return err;
-  const code = err.code ?? '';
-  const detail = code ? `${code}: ${err.message}` : err.message;
-  if (code === 'ETIMEDOUT') return transportError('timeout', `CA did not answer in time (${detail})`);
-  if (UNREACHABLE_CODES.has(code)) return transportError('unreachable', `cannot reach the CA (${detail})`);
-  if (code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS') || /CERT|SIGNATURE|ISSUER|SELF_SIGNED/.test(code)) {
-    return transportError('tls', `TLS with the CA failed (${detail})`);
-  }
-  return transportError('unreachable', `cannot reach the CA (${detail})`);
+  return err instanceof CaClientError ? err : classifySocketError(err, SERVER_NAME, ERRORS);
 }
 
 /** Trust domain named by the first spiffe:// URI SAN in the PEM certificates, if any. */
@@ -172,56 +154,6 @@ export function trustDomainFromPem(pem: string): string | undefined {
 
 const csrText = (csr: string | Buffer): string => (typeof csr === 'string' ? csr : toPem('CERTIFICATE REQUEST', csr));
 
-interface Transport {
-  agent: https.Agent;
-  bundle: TrustBundle;
-}
-
-/**
- * A keep-alive agent whose connections are verified as the CA before any
- * request is written on them. No TLS session resumption: every connection
- * presents (and has verified) the server's full chain.
- */
-class VerifiedCaAgent extends https.Agent {
-  constructor(
-    private readonly connectOptions: tls.ConnectionOptions,
-    private readonly verify: (socket: tls.TLSSocket) => CaClientError | undefined,
-    private readonly timeoutMs: number,
-  ) {
-    // Idle connections close after 20 s, before the CA's 30 s keep-alive timeout.
-    super({ keepAlive: true, timeout: IDLE_TIMEOUT_MS, maxSockets: 8, maxFreeSockets: 2, maxCachedSessions: 0 });
-  }
-
-  // Node's Agent calls createConnection(options, callback) and waits for the callback when it returns nothing.
-  override createConnection(options: http.RequestOptions, callback?: (err: Error | null, stream: Duplex) => void): undefined {
-    if (!callback) throw new Error('VerifiedCaAgent: createConnection needs a callback (Node >= 20)');
-    const host = options.host ?? 'localhost';
-    const socket = tls.connect({
-      ...this.connectOptions,
-      host,
-      port: Number(options.port),
-      ...(isIP(host) ? {} : { servername: host }),
-    });
-    let settled = false;
-    const settle = (err: CaClientError | null) => {
-      if (settled) return;
-      settled = true;
-      socket.removeListener('error', onError);
-      socket.setTimeout(0);
-      if (err) {
-        socket.on('error', () => undefined); // late errors of a socket we gave up on
-        socket.destroy();
-        callback(err, socket);
-      } else callback(null, socket);
-    };
-    const onError = (err: Error) => settle(classifyTransportError(err));
-    socket.on('error', onError);
-    socket.setTimeout(this.timeoutMs, () => settle(transportError('timeout', `no TLS connection to the CA within ${this.timeoutMs} ms`)));
-    socket.once('secureConnect', () => settle(this.verify(socket) ?? null));
-    return undefined;
-  }
-}
-
 export class CaClient {
   readonly url: URL;
   readonly trustDomain: string;
@@ -229,7 +161,7 @@ export class CaClient {
   readonly timeoutMs: number;
   #credential: CaCredential | undefined;
   #bundlePem: string;
-  #transport: Transport;
+  #https: SvidHttpsClient<CaClientError>;
 
   constructor(opts: CaClientOptions) {
     let url: URL;
@@ -251,7 +183,7 @@ export class CaClient {
     }
     this.#credential = opts.credential;
     this.#bundlePem = opts.bundlePem;
-    this.#transport = this.#buildTransport();
+    this.#https = this.#buildTransport();
   }
 
   static #trustDomain(opts: CaClientOptions): string {
@@ -283,7 +215,7 @@ export class CaClient {
 
   /** Close idle keep-alive connections. The client stays usable. */
   close(): void {
-    this.#transport.agent.destroy();
+    this.#https.close();
   }
 
   #replace(change: () => void): void {
@@ -291,15 +223,15 @@ export class CaClient {
     change();
     try {
       const next = this.#buildTransport();
-      this.#transport.agent.destroy();
-      this.#transport = next;
+      this.#https.close();
+      this.#https = next;
     } catch (err) {
       [this.#bundlePem, this.#credential] = [oldBundle, oldCred];
       throw err;
     }
   }
 
-  #buildTransport(): Transport {
+  #buildTransport(): SvidHttpsClient<CaClientError> {
     let bundle: TrustBundle;
     try {
       bundle = bundleFromPem(this.#bundlePem, this.trustDomain);
@@ -316,22 +248,16 @@ export class CaClient {
     } catch (err) {
       throw transportError('bad_options', `credential: ${(err as Error).message}`);
     }
-    const verify = (socket: tls.TLSSocket): CaClientError | undefined => {
-      const peer = verifyPeer(socket, { bundle });
-      if (!peer.ok) return transportError('server_identity', `the CA's server certificate was refused (${peer.reason}): ${peer.message}`);
-      if (peer.spiffeId !== this.expectedServerId) {
-        return transportError('server_identity', `the server at ${this.url.host} is ${peer.spiffeId}, not ${this.expectedServerId}`);
-      }
-      return undefined;
-    };
-    const connectOptions: tls.ConnectionOptions = {
+    return new SvidHttpsClient({
+      url: this.url,
+      serverName: SERVER_NAME,
+      expectedServerId: this.expectedServerId,
+      bundle,
       secureContext,
-      minVersion: 'TLSv1.3',
-      rejectUnauthorized: true,
-      // The CA's SVID has a URI SAN only; verify() checks its SPIFFE ID instead.
-      checkServerIdentity: () => undefined,
-    };
-    return { agent: new VerifiedCaAgent(connectOptions, verify, this.timeoutMs), bundle };
+      timeoutMs: this.timeoutMs,
+      maxResponseBytes: MAX_RESPONSE_BYTES,
+      errors: ERRORS,
+    });
   }
 
   // ------------------------------------------------------------ anyone
@@ -353,7 +279,7 @@ export class CaClient {
   }
   /** The trust bundle's roots as PEM. */
   async bundlePem(): Promise<string> {
-    return (await this.#request('GET', '/v1/bundle?format=pem')).text;
+    return this.#https.request('GET', '/v1/bundle?format=pem');
   }
   revocations(): Promise<RevocationList> {
     return this.#json('GET', '/v1/revocations');
@@ -396,97 +322,14 @@ export class CaClient {
 
   // ------------------------------------------------------------ transport
 
-  async #json<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const reply = await this.#request(method, path, body);
-    try {
-      return JSON.parse(reply.text) as T;
-    } catch {
-      throw transportError('bad_response', `${method} ${path}: the CA answered 200 with a body that is not JSON`);
-    }
-  }
-
-  async #request(method: string, path: string, body?: unknown): Promise<{ status: number; text: string }> {
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    try {
-      return await this.#once(method, path, payload);
-    } catch (err) {
-      // A kept-alive connection the CA closed while idle: the request never
-      // reached it, so one retry on a fresh connection is safe.
-      if ((err as { staleSocket?: boolean }).staleSocket) return this.#once(method, path, payload);
-      throw err;
-    }
-  }
-
-  #once(method: string, path: string, payload: Buffer | undefined): Promise<{ status: number; text: string }> {
-    const { agent } = this.#transport;
-    return new Promise((resolve, reject) => {
-      let done = false;
-      const timing: { timer?: NodeJS.Timeout } = {};
-      const finish = (err: Error | null, value?: { status: number; text: string }) => {
-        if (done) return;
-        done = true;
-        clearTimeout(timing.timer);
-        if (err) reject(err);
-        else resolve(value!);
-      };
-      const req = https.request({
-        agent,
-        protocol: 'https:',
-        host: this.url.hostname.replace(/^\[|\]$/g, ''),
-        port: this.url.port || 443,
-        method,
-        path,
-        headers: {
-          accept: 'application/json',
-          'x-request-id': randomUUID(),
-          ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}),
-        },
-      });
-      timing.timer = setTimeout(() => {
-        finish(transportError('timeout', `${method} ${path}: no answer from the CA within ${this.timeoutMs} ms`));
-        req.destroy();
-      }, this.timeoutMs);
-      req.on('error', (err: Error & { code?: string }) => {
-        const e = classifyTransportError(err);
-        if (req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) Object.assign(e, { staleSocket: true });
-        finish(e);
-      });
-      req.on('response', (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > MAX_RESPONSE_BYTES) {
-            finish(transportError('bad_response', `${method} ${path}: answer over ${MAX_RESPONSE_BYTES} bytes`));
-            res.destroy();
-            return;
-          }
-          chunks.push(c);
-        });
-        res.on('error', (err) => finish(classifyTransportError(err)));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          const status = res.statusCode ?? 0;
-          if (status === 200) return finish(null, { status, text });
-          finish(errorFromBody(method, path, status, text));
-        });
-      });
-      req.end(payload);
-    });
+  #json<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return this.#https.json(method, path, body === undefined ? undefined : { type: 'application/json', body: Buffer.from(JSON.stringify(body)) });
   }
 }
 
 /** The CA's `{error:{code,reason,message}}` answer as a CaClientError. */
 export function errorFromBody(method: string, path: string, status: number, text: string): CaClientError {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = undefined;
-  }
-  const e = (parsed as { error?: Record<string, unknown> } | undefined)?.error;
-  if (e && typeof e['code'] === 'string' && typeof e['message'] === 'string') {
-    return new CaClientError(e['code'], typeof e['reason'] === 'string' ? e['reason'] : 'unknown', e['message'], status);
-  }
+  const e = parseErrorBody(text);
+  if (e) return new CaClientError(e.code, e.reason, e.message, status);
   return new CaClientError('AMIME_ERR_CA_CLIENT_BAD_RESPONSE', 'bad_response', `${method} ${path}: HTTP ${status} without an error body: ${text.slice(0, 200)}`, status);
 }

@@ -30,4 +30,8 @@ export {
   type RevocationSet, type RevocationSetJson, type CreateRevocationSetOptions,
 } from './revocation.js';
 export { svidTlsOptions, verifyPeer, peerChain, SVID_CIPHERS, type SvidTlsConfig, type SvidTlsOptions, type VerifyPeerOptions } from './tls.js';
+export {
+  SvidHttpsClient, parseErrorBody, SVID_HTTPS_TRANSPORT_REASONS,
+  type SvidHttpsOptions, type SvidHttpsErrors, type SvidHttpsBody, type SvidHttpsErrorBody, type SvidHttpsTransportReason,
+} from './svid-https.js';
 export { CaClient, CaClientError, CA_CLIENT_TRANSPORT_REASONS, trustDomainFromPem, type CaClientOptions, type CaCredential, type CaClientTransportReason, type JoinResult, type SvidResult, type RevocationList, type Assignments, type JoinToken, type Assignment, type RevokeTarget, type RevokeResult, type RotationStep, type RotationStatus, type CaStatus } from './ca-client.js';
