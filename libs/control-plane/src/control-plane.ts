@@ -10,7 +10,7 @@ import https from 'node:https';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { join } from 'node:path';
 import { EmbeddedStore, EtcdStore, type Store } from '@amime/store';
-import type { EndpointResource, ResourceType, ServiceResource } from '@amime/protocol';
+import { RESOURCE_TYPES, type EndpointResource, type ResourceType, type ServiceResource } from '@amime/protocol';
 import { PushServer, PUSH_PATH } from '@amime/protocol/server';
 import { ResourceCache } from './resource-cache.js';
 import { ResourceService } from './resource-service.js';
@@ -178,7 +178,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
           store: opts.etcd ? 'etcd' : 'embedded',
           epoch: cache.epoch,
           agents: push.size,
-          versions: Object.fromEntries((['Service', 'Endpoint', 'Route', 'AuthorizationPolicy', 'MeshConfig', 'TrustBundle', 'RevocationList'] as const).map((t) => [t, cache.version(t)])),
+          versions: Object.fromEntries(RESOURCE_TYPES.map((t) => [t, cache.version(t)])),
         }),
         onRequest: (route, code, seconds) => {
           metrics.adminRequests.inc({ route, code: String(code) });

@@ -15,6 +15,7 @@
 // entry's revision. A batch is validated as a whole before the first write,
 // so invalid input changes nothing; the writes themselves are one per
 // resource (the store has no multi-key transactions).
+import { LAST_DELETE_PREFIX } from './resource-cache.js';
 import { isDeepStrictEqual } from 'node:util';
 import {
   CONFIG_KINDS,
@@ -82,8 +83,6 @@ export interface ResourceServiceOptions {
   log?: (event: Record<string, unknown>) => void;
 }
 
-// the same prefix as resource-cache.ts reads
-const LAST_DELETE_PREFIX = '/meta/last-delete/';
 
 /** `/meta/last-delete/<Kind>`: `{ revision, pending? }`, see #deleteEntry. */
 export function lastDeleteKey(kind: ResourceType): string {

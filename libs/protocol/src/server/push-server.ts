@@ -130,7 +130,6 @@ const REGISTER_PER_SECOND = 2;
 /** Close codes (4000-4999 are the application's). */
 export const CLOSE_REPLACED = 4000;
 export const CLOSE_POLICY = 1008;
-export const CLOSE_DEAD = 4001;
 export const CLOSE_REVOKED = 4003;
 
 export class PushServer {
