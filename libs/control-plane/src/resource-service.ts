@@ -83,7 +83,6 @@ export interface ResourceServiceOptions {
   log?: (event: Record<string, unknown>) => void;
 }
 
-
 /** `/meta/last-delete/<Kind>`: `{ revision, pending? }`, see #deleteEntry. */
 export function lastDeleteKey(kind: ResourceType): string {
   return `${LAST_DELETE_PREFIX}${kind}`;
