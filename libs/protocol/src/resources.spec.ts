@@ -212,6 +212,19 @@ const invalid: Mutation[] = [
   { name: 'duplicate port name', base: service, mutate: (d) => (d.spec.ports[1].name = 'http'), path: 'spec.ports[1].name', message: /duplicates spec.ports\[0\].name/ },
   { name: 'duplicate port', base: service, mutate: (d) => (d.spec.ports[1].port = 8080), path: 'spec.ports[1].port' },
   { name: 'unknown port field', base: service, mutate: (d) => (d.spec.ports[0].targetPort = 1), path: 'spec.ports[0].targetPort' },
+  // Service trafficPolicy
+  { name: 'lb algorithm', base: service, mutate: (d) => (d.spec.trafficPolicy = { loadBalancing: { algorithm: 'random' } }), path: 'spec.trafficPolicy.loadBalancing.algorithm' },
+  { name: 'hash on both', base: service, mutate: (d) => (d.spec.trafficPolicy = { loadBalancing: { algorithm: 'ring-hash', hash: { header: 'x-user', cookie: 'sid' } } }), path: 'spec.trafficPolicy.loadBalancing.hash', message: /only one of header, cookie/ },
+  { name: 'hash header name', base: service, mutate: (d) => (d.spec.trafficPolicy = { loadBalancing: { algorithm: 'ring-hash', hash: { header: 'x user' } } }), path: 'spec.trafficPolicy.loadBalancing.hash.header' },
+  { name: 'maxConnections 0', base: service, mutate: (d) => (d.spec.trafficPolicy = { connectionPool: { maxConnections: 0 } }), path: 'spec.trafficPolicy.connectionPool.maxConnections' },
+  { name: 'subset names repeat', base: service, mutate: (d) => (d.spec.trafficPolicy = { subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v1', labels: { version: 'v2' } }] }), path: 'spec.trafficPolicy.subsets[1].name' },
+  { name: 'rate limit 0', base: service, mutate: (d) => (d.spec.trafficPolicy = { rateLimit: { requestsPerSecond: 0 } }), path: 'spec.trafficPolicy.rateLimit.requestsPerSecond' },
+  { name: 'zoneFailover not boolean', base: service, mutate: (d) => (d.spec.trafficPolicy = { zoneFailover: 'yes' }), path: 'spec.trafficPolicy.zoneFailover' },
+  // Route fault injection
+  { name: 'fault abort status', base: route, mutate: (d) => (d.spec.rules[0].fault = { abort: { status: 600, percent: 10 } }), path: 'spec.rules[0].fault.abort.status' },
+  { name: 'fault delay duration', base: route, mutate: (d) => (d.spec.rules[0].fault = { delay: { fixed: 'soon', percent: 10 } }), path: 'spec.rules[0].fault.delay.fixed' },
+  // MeshConfig retry budget
+  { name: 'retry budget percent', base: mesh, mutate: (d) => (d.spec.retryBudget = { percent: 120, minRetriesPerSecond: 10 }), path: 'spec.retryBudget.percent' },
   // Route
   { name: 'no rules', base: route, mutate: (d) => (d.spec.rules = []), path: 'spec.rules' },
   { name: 'weight above 100', base: route, mutate: (d) => (d.spec.rules[0].backends[1].weight = 101), path: 'spec.rules[0].backends[1].weight', message: /^must be an integer from 0 to 100/ },
@@ -257,6 +270,26 @@ const invalid: Mutation[] = [
   { name: 'certTtls too short', base: mesh, mutate: (d) => (d.spec.certTtls.workload = '1m'), path: 'spec.certTtls.workload' },
   { name: 'certTtls unknown', base: mesh, mutate: (d) => (d.spec.certTtls.root = '1h'), path: 'spec.certTtls.root' },
 ];
+
+describe('traffic policy, fault injection and retry budget', () => {
+  test('a Service with a full trafficPolicy and a Route with faults parse; MeshConfig gets the retry budget default', () => {
+    const svc = clone(service) as { spec: Record<string, unknown> };
+    svc.spec['trafficPolicy'] = {
+      loadBalancing: { algorithm: 'ring-hash', hash: { cookie: 'session' } },
+      connectionPool: { maxConnections: 100, maxPendingRequests: 10, maxRequests: 200 },
+      outlier: { consecutiveFailures: 3, baseEjectionTime: '10s', maxEjectionPercent: 50 },
+      zoneFailover: false,
+      subsets: [{ name: 'v1', labels: { version: 'v1' } }],
+      rateLimit: { requestsPerSecond: 100, burst: 200 },
+    };
+    const r = clone(route) as { spec: { rules: Record<string, unknown>[] } };
+    r.spec.rules[0]!['fault'] = { delay: { fixed: '50ms', percent: 10 }, abort: { status: 503, percent: 5 } };
+    const [s, rt, m] = parseResources(JSON.stringify([svc, r, { apiVersion: 'amime.dev/v1', kind: 'MeshConfig', metadata: { name: 'mesh' }, spec: {} }]), 'json');
+    assert.equal((s as { spec: { trafficPolicy?: { loadBalancing?: { hash?: { cookie?: string } } } } }).spec.trafficPolicy?.loadBalancing?.hash?.cookie, 'session');
+    assert.equal((rt as { spec: { rules: { fault?: { abort?: { status: number } } }[] } }).spec.rules[0]!.fault?.abort?.status, 503);
+    assert.deepEqual((m as { spec: { retryBudget: unknown } }).spec.retryBudget, MESH_CONFIG_DEFAULTS.retryBudget);
+  });
+});
 
 describe('parseResources refuses each invalid field at its exact path', () => {
   for (const c of invalid) {

@@ -19,6 +19,7 @@ import {
   INVALID,
   ValidationError,
   array,
+  boolean,
   enumOf,
   exactlyOne,
   integer,
@@ -208,12 +209,62 @@ const servicePort = object({
   protocol: enumOf(['tcp', 'http'] as const),
 });
 
+export const LOAD_BALANCING_ALGORITHMS = ['p2c-ewma', 'round-robin', 'least-request', 'ring-hash'] as const;
+export type LoadBalancingAlgorithm = (typeof LOAD_BALANCING_ALGORITHMS)[number];
+
+const headerName = string({ minLength: 1, maxLength: 128, pattern: /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, patternName: 'an HTTP header name' });
+const cookieName = string({ minLength: 1, maxLength: 128, pattern: /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, patternName: 'a cookie name' });
+
+const outlierSettings = object({
+  consecutiveFailures: integer(1, 1000),
+  baseEjectionTime: duration(1, 3_600_000),
+  maxEjectionPercent: percent,
+});
+
+/**
+ * How callers reach this service (Istio's DestinationRule, folded into the Service):
+ * balancing, hash key, connection limits, outlier detection, subsets by label,
+ * zone failover and the inbound rate limit per source identity.
+ */
+const trafficPolicy = object({
+  loadBalancing: optional(
+    object({
+      algorithm: enumOf(LOAD_BALANCING_ALGORITHMS),
+      /** For ring-hash: the request header or cookie whose value picks the endpoint. */
+      hash: optional(exactlyOne(object({ header: optional(headerName), cookie: optional(cookieName) }), ['header', 'cookie'])),
+    }),
+  ),
+  connectionPool: optional(
+    object({
+      /** Connections from one agent to all of this service's endpoints. */
+      maxConnections: optional(integer(1, 100_000)),
+      /** Requests waiting for a connection or a retry slot; more are refused with 503. */
+      maxPendingRequests: optional(integer(0, 100_000)),
+      /** Requests in flight from one agent to this service. */
+      maxRequests: optional(integer(1, 100_000)),
+    }),
+  ),
+  outlier: optional(outlierSettings),
+  /** Prefer endpoints in the caller's zone while any there is healthy. Default true. */
+  zoneFailover: optional(boolean()),
+  /** Named groups of endpoints by their metadata.labels, for Route backends' `subset`. */
+  subsets: optional(
+    refine(array(object({ name: dns1123Name, labels: labelMap }), { minItems: 1, maxItems: 32 }), (subsets, path, issues) =>
+      uniqueBy(subsets, (x) => x.name, path, 'name', issues),
+    ),
+  ),
+  /** Inbound: requests (HTTP) or connections (TCP) per second per source identity. */
+  rateLimit: optional(object({ requestsPerSecond: integer(1, 1_000_000), burst: optional(integer(1, 1_000_000)) })),
+});
+export type TrafficPolicy = Infer<typeof trafficPolicy>;
+
 export const serviceSpec = object({
   identity: spiffeIdString({ workload: true }),
   ports: refine(array(servicePort, { minItems: 1, maxItems: 64 }), (ports, path, issues) => {
     uniqueBy(ports, (p) => p.name, path, 'name', issues);
     uniqueBy(ports, (p) => p.port, path, 'port', issues);
   }),
+  trafficPolicy: optional(trafficPolicy),
 });
 export type ServiceSpec = Infer<typeof serviceSpec>;
 
@@ -272,6 +323,13 @@ const routeRule = object({
     }),
   ),
   mirror: optional(object({ service: dns1123Name, percent })),
+  /** Fault injection for testing resilience: delay and/or abort a share of requests. */
+  fault: optional(
+    object({
+      delay: optional(object({ fixed: duration(1, 3_600_000), percent })),
+      abort: optional(object({ status: integer(200, 599), percent })),
+    }),
+  ),
 });
 
 export const routeSpec = object({
@@ -324,24 +382,17 @@ export const MESH_CONFIG_DEFAULTS = {
   loadBalancing: 'p2c-ewma',
   outlier: { consecutiveFailures: 5, baseEjectionTime: '30s', maxEjectionPercent: 50 },
   certTtls: { workload: '1h', agent: '1h' },
+  retryBudget: { percent: 20, minRetriesPerSecond: 10 },
 } as const;
 
 const certTtl = duration(5 * 60_000, 30 * 24 * 3_600_000);
 
 export const meshConfigSpec = object({
   mtls: withDefault(enumOf(['STRICT', 'PERMISSIVE'] as const), MESH_CONFIG_DEFAULTS.mtls),
-  loadBalancing: withDefault(
-    enumOf(['p2c-ewma', 'round-robin', 'least-request', 'ring-hash'] as const),
-    MESH_CONFIG_DEFAULTS.loadBalancing,
-  ),
-  outlier: withDefault(
-    object({
-      consecutiveFailures: integer(1, 1000),
-      baseEjectionTime: duration(1, 3_600_000),
-      maxEjectionPercent: percent,
-    }),
-    { ...MESH_CONFIG_DEFAULTS.outlier },
-  ),
+  loadBalancing: withDefault(enumOf(LOAD_BALANCING_ALGORITHMS), MESH_CONFIG_DEFAULTS.loadBalancing),
+  outlier: withDefault(outlierSettings, { ...MESH_CONFIG_DEFAULTS.outlier }),
+  /** Retries may add at most this share of requests, plus a floor per second (Linkerd's retry budget). */
+  retryBudget: withDefault(object({ percent, minRetriesPerSecond: integer(0, 100_000) }), { ...MESH_CONFIG_DEFAULTS.retryBudget }),
   certTtls: withDefault(object({ workload: certTtl, agent: certTtl }), { ...MESH_CONFIG_DEFAULTS.certTtls }),
 });
 export type MeshConfigSpec = Infer<typeof meshConfigSpec>;

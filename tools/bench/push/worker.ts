@@ -63,6 +63,7 @@ interface Agent {
   held: string | undefined;
   attempts: number;
   heartbeat: NodeJS.Timeout | undefined;
+  lastSent: number;
   /** For the armed round: the version held when armed, and whether this agent has reported. */
   armedFrom: string | undefined;
   roundDone: boolean;
@@ -141,7 +142,11 @@ function connect(a: Agent): Promise<void> {
       openMs.push(performance.now() - started);
       ws.send(JSON.stringify({ type: 'hello', node: a.node, protocol: 1, versions: {}, subscribe: ['Route'] }));
       a.heartbeat = setInterval(() => {
-        if (ws.readyState === WebSocket.OPEN) ws.send(HEARTBEAT);
+        // As the agent's push client: heartbeat only when nothing else was sent lately.
+        if (ws.readyState === WebSocket.OPEN && performance.now() - a.lastSent >= c.heartbeatMs / 2) {
+          a.lastSent = performance.now();
+          ws.send(HEARTBEAT);
+        }
       }, c.heartbeatMs);
       settle();
     });
@@ -187,6 +192,7 @@ function onMessage(a: Agent, ws: WebSocket, data: Buffer, isBinary: boolean): vo
   }
   if (m.type === 'snapshot' || m.type === 'delta') {
     ws.send(JSON.stringify({ type: 'ack', nonce: m.nonce, resourceType: m.resourceType, version: m.version }));
+    a.lastSent = performance.now();
     const at = wallNow();
     if (m.resourceType !== 'Route' || m.version === undefined) return;
     if (!a.synced) {
@@ -222,7 +228,7 @@ async function startConnecting(): Promise<void> {
   const file = JSON.parse(readFileSync(c.agentsFile, 'utf8')) as AgentFile;
   ca = file.bundlePem;
   bundle = bundleFromPem(file.bundlePem, file.trustDomain);
-  agents = file.agents.map((x) => ({ ...x, ws: undefined, open: false, synced: false, held: undefined, attempts: 0, heartbeat: undefined, armedFrom: undefined, roundDone: true }));
+  agents = file.agents.map((x) => ({ ...x, ws: undefined, open: false, synced: false, held: undefined, attempts: 0, heartbeat: undefined, lastSent: 0, armedFrom: undefined, roundDone: true }));
   const progress = setInterval(() => send({ ev: 'progress', connected, synced, failed }), 1000);
   // Token bucket: at most ratePerSecond new connections a second and `inflight` handshakes at once.
   let next = 0;

@@ -177,6 +177,7 @@ class Connection {
   closed = false;
   serverId = '';
   lastReceived = performance.now();
+  lastSent = performance.now();
   heartbeat: NodeJS.Timeout | undefined;
   /** Why it is ending, when we decided it (otherwise derived from the close). */
   failure: { reason: DisconnectReason; message: string } | undefined;
@@ -391,7 +392,8 @@ export class PushClient extends EventEmitter<PushClientEvents> {
       conn.ws.terminate();
       return;
     }
-    this.#send(conn, HEARTBEAT);
+    // Only when idle: an ACK or register sent lately already proves we live.
+    if (performance.now() - conn.lastSent >= this.#heartbeatMs / 2) this.#send(conn, HEARTBEAT);
   }
 
   #onError(conn: Connection, err: Error & { code?: string }): void {
@@ -580,6 +582,7 @@ export class PushClient extends EventEmitter<PushClientEvents> {
 
   #send(conn: Connection, text: string): void {
     if (conn.closed || conn.ws.readyState !== WebSocket.OPEN) return;
+    conn.lastSent = performance.now();
     conn.ws.send(text);
   }
 

@@ -89,6 +89,7 @@ async function harness(opts: { heartbeatMs?: number; debounceMs?: number; maxDeb
       onDisconnect: (s, reason) => events.push(`disconnect ${s.node} ${reason}`),
       onNack: (s, type, version) => events.push(`nack ${s.node} ${type} ${version}`),
       onAck: (type) => events.push(`ack ${type}`),
+      onHeartbeat: (s) => events.push(`alive ${s.node}`),
       onRefused: (reason) => events.push(`refused ${reason}`),
       onRegister: async (_s, instances) => (instances.some((i) => i.service === 'forbidden') ? 'not assigned' : undefined),
     },
@@ -390,6 +391,36 @@ describe('push server: heartbeats', () => {
       assert.ok(h.events.includes('disconnect quiet heartbeat_lapsed'), h.events.join(','));
       assert.equal(talker.ws.readyState, WebSocket.OPEN);
       talker.ws.close();
+    } finally {
+      await h.close();
+    }
+  });
+
+  test('the server beats only idle sessions; any valid frame from an agent counts as its heartbeat', async () => {
+    const h = await harness({ heartbeatMs: 200 });
+    try {
+      const a = await hello(h, 'busy');
+      let beats = 0;
+      a.ws.on('message', (d) => {
+        if (String(d) === '{"type":"heartbeat"}') beats++;
+      });
+      ack(a, await a.next());
+      // Busy: a push every 50 ms for 1 s, each ACKed. A fixed-interval beat would add ~5 heartbeats.
+      const aliveBefore = h.events.filter((e) => e === 'alive busy').length;
+      for (let i = 0; i < 20; i++) {
+        h.view.put(`busy-${i}`);
+        h.push.notify(['Route']);
+        ack(a, await a.next());
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.ok(beats <= 1, `heartbeats while busy: ${beats}`);
+      // The ACKs (no heartbeat frames sent) kept the agent alive for the registry hook.
+      assert.ok(h.events.filter((e) => e === 'alive busy').length - aliveBefore >= 20, h.events.join(','));
+      // Idle: heartbeats resume.
+      const until = Date.now() + 5000;
+      while (beats < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(beats >= 2, `heartbeats once idle: ${beats}`);
+      a.ws.close();
     } finally {
       await h.close();
     }
