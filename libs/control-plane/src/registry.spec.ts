@@ -73,8 +73,16 @@ describe('Registry', () => {
     f.assigned.get('vm1')!.add(DB);
     reg = new Registry(f);
     assert.match((await reg.register('vm1', [inst()])) ?? '', /Service shop\/web runs as .*sa\/db, not .*sa\/web/);
-    assert.match((await reg.register('vm1', [inst({ identity: DB }), inst({ identity: DB })])) ?? '', /instances\[1\].*repeats the address and port of instances\[0\]/);
+    assert.match((await reg.register('vm1', [inst({ identity: DB }), inst({ identity: DB })])) ?? '', /instances\[1\].*repeats the service, address and port of instances\[0\]/);
     assert.equal(f.writes.length, 0);
+  });
+
+  test('workloads of one node share the agent inbound address and port: one instance per service there', async () => {
+    const f = new Fake();
+    f.assigned.get('vm1')!.add(DB);
+    reg = new Registry(f);
+    assert.equal(await reg.register('vm1', [inst({ port: 15443 }), inst({ service: 'db', identity: DB, port: 15443 })]), undefined);
+    assert.deepEqual([...f.stored.values()].map((e) => `${e.spec.service}@${e.spec.address}:${e.spec.port}`).sort(), ['db@10.0.0.1:15443', 'web@10.0.0.1:15443']);
   });
 
   test('a smaller set removes the missing Endpoints; a failed check is unhealthy with its reason', async () => {

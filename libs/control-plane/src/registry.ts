@@ -104,9 +104,10 @@ export class Registry {
     const seen = new Map<string, number>();
     for (const [i, inst] of instances.entries()) {
       const where = `instances[${i}] (${inst.namespace}/${inst.service} at ${inst.address}:${inst.port})`;
-      const key = `${inst.address}\0${inst.port}`;
+      // Workloads of one node share the agent's inbound port (SNI picks the service): unique per service, address and port.
+      const key = `${inst.namespace}/${inst.service}\0${inst.address}\0${inst.port}`;
       const dup = seen.get(key);
-      if (dup !== undefined) problems.push(`${where}: repeats the address and port of instances[${dup}]; one instance per address and port`);
+      if (dup !== undefined) problems.push(`${where}: repeats the service, address and port of instances[${dup}]; one instance per service, address and port`);
       seen.set(key, i);
       if (!(await this.#deps.isAssigned(node, inst.identity))) {
         problems.push(`${where}: ${inst.identity} is not assigned to node ${node}; an operator can run 'meshctl assign ${node} ${inst.identity}'`);

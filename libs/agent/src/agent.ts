@@ -1,0 +1,237 @@
+// The node agent, wired from its parts: identity (SVIDs, trust, revocation),
+// config (push client → validated MeshState → compiled MeshRuntime, last good
+// copy on disk), the inbound mTLS port, the outbound listeners, health checks
+// and registration, and the admin port. Start order makes the agent useful as
+// early as possible: with a stored SVID and last good config it serves even
+// when the control plane is unreachable.
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { bundleToPem, createRevocationSet, trustDomainFromPem, type RevocationSet } from '@amime/identity';
+import { RESOURCE_TYPES, durationMs, type Instance, type ResourceType, type Resource, type HealthState } from '@amime/protocol';
+import { HealthChecker, PushClient, type AppliedUpdate } from '@amime/protocol/client';
+import type { AgentConfig, WorkloadConfig } from './config/agent-config.js';
+import { LastGoodConfig, type HeldConfig } from './config/last-good.js';
+import { IdentityManager, type IdentityLogger } from './identity/index.js';
+import { MeshState } from './mesh/mesh-state.js';
+import { MeshRuntime } from './mesh/mesh-runtime.js';
+import { createAgentMetrics, type AgentMetrics } from './metrics.js';
+import { startAdminServer, type AdminServer } from './admin-server.js';
+import { startInbound, type Inbound } from './inbound.js';
+import { startOutbound, type Outbound } from './outbound.js';
+
+export type AgentLog = (event: Record<string, unknown>) => void;
+
+export interface StartAgentOptions {
+  config: AgentConfig;
+  /** One-time join token; needed only when no usable agent SVID is stored. */
+  token?: string;
+  log?: AgentLog;
+}
+
+export interface RunningAgent {
+  readonly node: string;
+  readonly adminUrl: string;
+  readonly inboundPort: number;
+  /** Bound outbound listeners: workload service, upstream service (or '*' for the HTTP proxy), port. */
+  readonly listeners: readonly { workload: string; upstream: string; port: number }[];
+  readonly identity: IdentityManager;
+  readonly runtime: MeshRuntime;
+  readonly metrics: AgentMetrics;
+  /** Stops accepting, lets open requests finish for up to drainMs, then closes everything. */
+  stop(drainMs?: number): Promise<void>;
+}
+
+export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent> {
+  const { config } = opts;
+  const log: AgentLog = opts.log ?? ((e) => process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), component: 'agent', ...e })}\n`));
+  let bundlePem: string;
+  try {
+    bundlePem = readFileSync(config.ca.bundle, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read the trust bundle ${config.ca.bundle} (ca.bundle): ${(err as Error).message}`);
+  }
+  const trustDomain = trustDomainFromPem(bundlePem);
+  if (!trustDomain) throw new Error(`the trust bundle ${config.ca.bundle} has no root with a spiffe:// URI SAN; use the bundle the CA serves`);
+
+  // 1. Identity: the stored SVID, or a join with the token; then workload SVIDs.
+  const identityLog: IdentityLogger = (f) => log({ ...f, component: 'agent-identity' });
+  const identity = new IdentityManager({
+    dir: config.dataDir,
+    caUrl: config.ca.url,
+    bundlePem,
+    node: config.node,
+    ...(opts.token !== undefined && { token: opts.token }),
+    workloads: config.workloads.map((w) => w.identity),
+    trustDomain,
+    log: identityLog,
+  });
+  await identity.start();
+  const agentId = `spiffe://${trustDomain}/agent/${config.node}`;
+
+  // 2. The last good config, so the data plane serves before (or without) the control plane.
+  const lastGood = new LastGoodConfig(config.dataDir);
+  const loaded = await lastGood.load();
+  if (loaded.problem) log({ level: 'warn', event: 'last_good_config_ignored', problem: loaded.problem });
+  let held: HeldConfig = loaded.config;
+  const snapshot = (h: HeldConfig) => ({
+    versions: Object.fromEntries(Object.entries(h).map(([t, v]) => [t, v!.version])) as Partial<Record<ResourceType, string>>,
+    resources: Object.fromEntries(Object.entries(h).map(([t, v]) => [t, v!.resources])) as Partial<Record<ResourceType, readonly Resource[]>>,
+  });
+  const firstState = new MeshState(snapshot(held));
+  applyTrust(identity, firstState, log);
+  const runtime = new MeshRuntime(firstState, { trustDomain, ...(config.zone !== undefined && { localZone: config.zone }) });
+
+  // 3. Config from the control plane (started in 5): validate, compile, swap, persist; or NACK and keep the last good.
+  const apply = async (u: AppliedUpdate): Promise<void> => {
+    const next: HeldConfig = { ...held, [u.resourceType]: { version: u.version, resources: [...u.resources.values()] } };
+    const state = new MeshState(snapshot(next));
+    const issues = MeshRuntime.check(state, trustDomain);
+    for (const i of issues) log({ level: 'warn', event: 'policy_issue', issue: i });
+    if (u.resourceType === 'TrustBundle' || u.resourceType === 'RevocationList') applyTrust(identity, state, log);
+    runtime.update(state);
+    held = next;
+    if (u.resourceType === 'RevocationList') {
+      const closed = inbound.closeRevoked(identity.revocations()) + outbound.closeRevoked(identity.revocations());
+      if (closed > 0) {
+        metrics.revokedClosed.inc(closed);
+        log({ level: 'info', event: 'revoked_connections_closed', count: closed });
+      }
+    }
+    await lastGood.save(held);
+  };
+  const push: PushClient = new PushClient({
+    url: config.controlPlane.url,
+    node: config.node,
+    credential: () => {
+      const c = identity.credential(agentId);
+      return { certPem: c.certPem, keyPem: c.keyPem, bundlePem: currentBundlePem(identity, bundlePem) };
+    },
+    revocations: () => identity.revocations(),
+    initial: held,
+    apply,
+    heartbeatMs: durationMs(config.controlPlane.heartbeat),
+    log: (e) => log({ component: 'agent-push', ...e }),
+  });
+  push.on('rejected', (r) => {
+    metrics.configRejected.inc({ type: r.resourceType });
+    log({ level: 'warn', event: 'config_rejected', type: r.resourceType, version: r.version, error: r.error });
+  });
+  push.on('server_error', (e) => log({ level: 'warn', event: 'control_plane_error', code: e.code, message: e.message }));
+  push.on('connected', (c) => log({ level: 'info', event: 'control_plane_connected', server: c.serverId }));
+  push.on('disconnected', (d) => log({ level: d.wasConnected ? 'warn' : 'info', event: 'control_plane_disconnected', reason: d.reason, message: d.message, retryInMs: d.retryInMs }));
+
+  const metrics = createAgentMetrics({
+    controlPlaneConnected: () => push.connected,
+    versions: () => runtime.state.versions,
+    certificates: () => identity.list().flatMap((c) => (c.notAfter ? [{ identity: c.spiffeId, kind: c.kind, notAfter: c.notAfter }] : [])),
+  });
+
+  // 4. Data plane: inbound mTLS port, outbound listeners.
+  const inbound: Inbound = await startInbound({ config, identity, runtime: () => runtime, metrics, log });
+  const outbound: Outbound = await startOutbound({ config, identity, runtime: () => runtime, metrics, log });
+
+  // 5. Registration, with health from active checks where configured.
+  const health = new Map<string, HealthState>();
+  const instances = (): Instance[] =>
+    config.workloads.map((w) => ({
+      service: w.service,
+      namespace: w.namespace,
+      identity: w.identity,
+      address: config.inbound.advertise,
+      port: inbound.port,
+      ...(config.zone !== undefined && { zone: config.zone }),
+      ...(w.labels && { labels: w.labels }),
+      health: health.get(key(w)) ?? 'healthy',
+    }));
+  const checker = new HealthChecker({
+    onChange: (k, state) => {
+      health.set(k, state);
+      log({ level: state === 'healthy' ? 'info' : 'warn', event: 'workload_health', workload: k, state });
+      push.register(instances());
+    },
+    log: (e) => log({ component: 'agent-health', ...e }),
+  });
+  checker.set(
+    config.workloads.flatMap((w) =>
+      w.check ? [{ key: key(w), host: w.address, port: w.port, kind: w.check.http !== undefined ? ('http' as const) : ('tcp' as const), ...(w.check.http !== undefined && { path: w.check.http }) }] : [],
+    ),
+  );
+  push.register(instances());
+  push.start();
+
+  // 6. Admin port.
+  const started = performance.now();
+  const admin: AdminServer = await startAdminServer(config.admin.address, config.admin.port, {
+    registry: metrics.registry,
+    ready: () => {
+      const reasons: string[] = [];
+      if (identity.list().some((c) => c.state !== 'ready')) reasons.push('an SVID is not ready');
+      if (!push.connected && Object.keys(held).length === 0) reasons.push('no config yet: the control plane has not been reached and no last good config is stored');
+      return { ready: reasons.length === 0, reasons };
+    },
+    configDump: () => ({
+      node: config.node,
+      uptimeSeconds: Math.round((performance.now() - started) / 1000),
+      controlPlane: { url: config.controlPlane.url, connected: push.connected },
+      versions: runtime.state.versions,
+      resources: Object.fromEntries(RESOURCE_TYPES.filter((t) => t !== 'TrustBundle' && t !== 'RevocationList').map((t) => [t, held[t]?.resources ?? []])),
+      balancers: runtime.balancerStats(),
+      listeners: outbound.listeners,
+      inboundPort: inbound.port,
+      workloads: config.workloads.map((w) => ({ service: w.service, namespace: w.namespace, identity: w.identity, health: health.get(key(w)) ?? 'unknown' })),
+    }),
+    certificates: () => identity.list(),
+  });
+  log({ level: 'info', event: 'agent_started', node: config.node, inbound: inbound.port, admin: admin.url, listeners: outbound.listeners });
+
+  let stopping: Promise<void> | undefined;
+  return {
+    node: config.node,
+    adminUrl: admin.url,
+    inboundPort: inbound.port,
+    listeners: outbound.listeners,
+    identity,
+    runtime,
+    metrics,
+    stop: (drainMs = 5000) =>
+      (stopping ??= (async () => {
+        checker.stop();
+        await Promise.all([outbound.drain(drainMs), inbound.drain(drainMs)]);
+        await push.stop();
+        await identity.stop();
+        await admin.close();
+      })()),
+  };
+}
+
+const key = (w: WorkloadConfig) => `${w.namespace}/${w.service}`;
+
+/** The roots in use now (the CA's or a pushed TrustBundle), falling back to the install's. */
+function currentBundlePem(identity: IdentityManager, fallback: string): string {
+  try {
+    return bundleToPem(identity.bundle());
+  } catch {
+    return fallback;
+  }
+}
+
+/** Trust roots and revocations pushed by the control plane go to the identity manager. */
+function applyTrust(identity: IdentityManager, state: MeshState, log: AgentLog): void {
+  if (state.trustBundle) {
+    const pem = state.trustBundle.spec.roots.join('');
+    if (identity.setTrustBundle(pem)) log({ level: 'info', event: 'trust_bundle_updated', roots: state.trustBundle.spec.roots.length });
+  }
+  if (state.revocations) {
+    const set: RevocationSet = createRevocationSet({
+      version: revisionOf(state.versions.RevocationList),
+      serials: state.revocations.spec.serials,
+      spiffeIds: state.revocations.spec.identities,
+    });
+    identity.setRevocations(set);
+  }
+}
+
+function revisionOf(version: string | undefined): number {
+  const m = /-(\d+)$/.exec(version ?? '');
+  return m ? Number(m[1]) : 0;
+}

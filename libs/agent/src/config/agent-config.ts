@@ -1,0 +1,139 @@
+// The agent's own config file (YAML or JSON): who it is, where the CA and the
+// control plane are, its ports, and the local workloads it fronts with the
+// upstreams each may call. Validated once at start; errors name the field.
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve, dirname } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import {
+  array,
+  dns1123Name,
+  enumOf,
+  exactlyOne,
+  integer,
+  ipAddress,
+  labelMap,
+  object,
+  optional,
+  refine,
+  spiffeIdString,
+  string,
+  uniqueBy,
+  validate,
+  withDefault,
+  zoneName,
+  DEFAULT_NAMESPACE,
+  duration,
+  type Infer,
+} from '@amime/protocol';
+
+const port = integer(1, 65535);
+const path = string({ minLength: 1, maxLength: 4096 });
+const url = (scheme: 'https' | 'wss') =>
+  string({
+    minLength: 1,
+    maxLength: 2048,
+    refine: (s) => {
+      let u: URL;
+      try {
+        u = new URL(s);
+      } catch {
+        return { message: `is not a URL`, fix: `use ${scheme}://<host>:<port>` };
+      }
+      return u.protocol === `${scheme}:` ? undefined : { message: `must use ${scheme}:, got ${u.protocol}`, fix: `use ${scheme}://<host>:<port>` };
+    },
+  });
+
+const upstream = object({
+  service: dns1123Name,
+  namespace: withDefault(dns1123Name, DEFAULT_NAMESPACE),
+  /** The local listener: the workload calls 127.0.0.1:<port>. */
+  port,
+  /** Default: the protocol of the Service's first port, from the control plane. */
+  protocol: optional(enumOf(['tcp', 'http'] as const)),
+});
+
+const check = exactlyOne(object({ http: optional(string({ minLength: 1, maxLength: 1024, pattern: /^\/\S*$/, patternName: 'a path' })), tcp: optional(enumOf(['connect'] as const)) }), ['http', 'tcp']);
+
+const workload = object({
+  service: dns1123Name,
+  namespace: withDefault(dns1123Name, DEFAULT_NAMESPACE),
+  identity: spiffeIdString({ workload: true }),
+  /** Where the local app listens; the agent forwards inbound calls here. */
+  address: withDefault(ipAddress, '127.0.0.1'),
+  port,
+  protocol: enumOf(['tcp', 'http'] as const),
+  labels: optional(labelMap),
+  check: optional(check),
+  upstreams: withDefault(
+    refine(array(upstream, { maxItems: 256 }), (ups, p, issues) => uniqueBy(ups, (u) => u.port, p, 'port', issues)),
+    [],
+  ),
+  /** A local HTTP proxy listener for this workload that routes by Host (`<service>[.<namespace>]`). */
+  httpProxyPort: optional(port),
+});
+export type WorkloadConfig = Infer<typeof workload>;
+
+export const agentConfigSchema = object({
+  node: dns1123Name,
+  /** State: SVID and key, last good config. Relative paths are from the config file. */
+  dataDir: path,
+  zone: optional(zoneName),
+  ca: object({ url: url('https'), bundle: path }),
+  controlPlane: object({
+    url: url('wss'),
+    /** Push-channel heartbeat; match the control plane's --heartbeat (it cuts agents silent for 3 periods). */
+    heartbeat: withDefault(duration(100, 60_000), '5s'),
+  }),
+  inbound: withDefault(
+    object({
+      address: withDefault(ipAddress, '0.0.0.0'),
+      /** 0 picks a free port (tests); the bound port is what gets registered. */
+      port: withDefault(integer(0, 65535), 15443),
+      /** The address peers reach this agent on (registered with the control plane). */
+      advertise: withDefault(ipAddress, '127.0.0.1'),
+    }),
+    { address: '0.0.0.0', port: 15443, advertise: '127.0.0.1' },
+  ),
+  admin: withDefault(object({ address: withDefault(ipAddress, '127.0.0.1'), port: withDefault(integer(0, 65535), 15000) }), { address: '127.0.0.1', port: 15000 }),
+  workloads: refine(array(workload, { maxItems: 256 }), (ws, p, issues) => {
+    uniqueBy(ws, (w) => `${w.namespace}/${w.service}`, p, 'service', issues);
+    const ports = new Map<number, string>();
+    ws.forEach((w, i) => {
+      const mine = [...w.upstreams.map((u) => u.port), ...(w.httpProxyPort ? [w.httpProxyPort] : [])];
+      for (const x of mine) {
+        const other = ports.get(x);
+        if (other) issues.push({ path: `${p}[${i}]`, message: `listener port ${x} is already used by ${other}`, fix: 'give every upstream and proxy listener its own port' });
+        ports.set(x, `${p}[${i}]`);
+      }
+    });
+  }),
+});
+export type AgentConfig = Infer<typeof agentConfigSchema>;
+
+export class AgentConfigError extends Error {
+  readonly code = 'AMIME_ERR_AGENT_CONFIG';
+}
+
+/** Parses and validates config text; relative paths resolve against `baseDir`. */
+export function parseAgentConfig(text: string, baseDir: string, what = 'agent config'): AgentConfig {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { maxAliasCount: 0 });
+  } catch (err) {
+    throw new AgentConfigError(`${what}: not valid YAML or JSON: ${(err as Error).message}`);
+  }
+  const cfg = validate(agentConfigSchema, doc, what);
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  return { ...cfg, dataDir: abs(cfg.dataDir), ca: { ...cfg.ca, bundle: abs(cfg.ca.bundle) } };
+}
+
+export function loadAgentConfig(file: string): AgentConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new AgentConfigError(`cannot read the agent config ${file}: ${(err as Error).message}`);
+  }
+  if (text.length > 1024 * 1024) throw new AgentConfigError(`the agent config ${file} is over 1 MiB`);
+  return parseAgentConfig(text, dirname(resolve(file)), file);
+}

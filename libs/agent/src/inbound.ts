@@ -1,0 +1,207 @@
+// The agent's inbound side: one mTLS port for every local workload. The
+// caller's SVID is verified (bundle, trust domain, revocation) in the
+// handshake; SNI names the target service, whose SVID is served; ALPN says
+// TCP or HTTP/1.1. Then authorization (deny by default), the rate limit per
+// source identity, and the local app.
+import http from 'node:http';
+import net, { type Socket } from 'node:net';
+import { verifyPeer, type RevocationSet } from '@amime/identity';
+import { isValidMethod, normalizePath } from '@amime/policy';
+import {
+  ALPN_HTTP1,
+  ALPN_TCP,
+  RateLimiter,
+  createInboundHandler,
+  createInboundServer,
+  parseServiceSni,
+  serverOptions,
+  splice,
+  type AuthorizeResult,
+  type InboundConnection,
+  type VerifyPeerFn,
+} from '@amime/proxy';
+import type { AgentConfig, WorkloadConfig } from './config/agent-config.js';
+import type { IdentityManager } from './identity/index.js';
+import type { MeshRuntime } from './mesh/mesh-runtime.js';
+import { codeClass, type AgentMetrics } from './metrics.js';
+import type { AgentLog } from './agent.js';
+
+export interface Inbound {
+  readonly port: number;
+  /** Closes open connections whose caller is now revoked; returns how many. */
+  closeRevoked(set: RevocationSet): number;
+  drain(ms: number): Promise<void>;
+}
+
+interface InboundDepsIn {
+  config: AgentConfig;
+  identity: IdentityManager;
+  runtime: () => MeshRuntime;
+  metrics: AgentMetrics;
+  log: AgentLog;
+}
+
+interface LocalWorkload {
+  readonly w: WorkloadConfig;
+  readonly http: http.Server;
+  readonly agent: http.Agent;
+  /** Rate limiter for this service, rebuilt when its trafficPolicy.rateLimit changes. */
+  limiter: { key: string; limiter: RateLimiter } | undefined;
+}
+
+export function peerVerifier(identity: IdentityManager): VerifyPeerFn {
+  return (socket) => {
+    const r = verifyPeer(socket, { bundle: identity.bundle(), revocations: identity.revocations() });
+    return r.ok ? { ok: true, spiffeId: r.spiffeId } : { ok: false, reason: r.reason, message: r.message };
+  };
+}
+
+export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
+  const { config, identity, runtime, metrics, log } = deps;
+  const peerIds = new WeakMap<Socket, string>();
+  const workloads = new Map<string, LocalWorkload>();
+  const tcpOpen = new Set<Socket>();
+
+  const limiterFor = (lw: LocalWorkload): RateLimiter | undefined => {
+    const rl = runtime().state.service(lw.w.namespace, lw.w.service)?.spec.trafficPolicy?.rateLimit;
+    if (!rl) return (lw.limiter = undefined);
+    const key = `${rl.requestsPerSecond}/${rl.burst ?? rl.requestsPerSecond}`;
+    if (lw.limiter?.key !== key) lw.limiter = { key, limiter: new RateLimiter({ ratePerSecond: rl.requestsPerSecond, burst: rl.burst ?? rl.requestsPerSecond }) };
+    return lw.limiter.limiter;
+  };
+
+  const decide = (w: WorkloadConfig, peerId: string, method?: string, path?: string) => {
+    const d = runtime().authorizer.decide({ service: w.service, namespace: w.namespace }, { source: peerId, ...(method !== undefined && { method }), ...(path !== undefined && { path }) });
+    metrics.authz.inc({ service: `${w.namespace}/${w.service}`, result: d.allowed ? 'allow' : 'deny', policy: d.policy ?? '' });
+    if (d.audit.length > 0) log({ level: 'info', event: 'authz_audit', service: `${w.namespace}/${w.service}`, source: peerId, method, path, allowed: d.allowed, audit: d.audit });
+    return d;
+  };
+
+  for (const w of config.workloads) {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 32 });
+    const lw: LocalWorkload = { w, agent, http: undefined as unknown as http.Server, limiter: undefined };
+    const service = `${w.namespace}/${w.service}`;
+    const handler = createInboundHandler({
+      peerIdOf: (s) => peerIds.get(s),
+      authorize: (peerId, method, rawTarget): AuthorizeResult => {
+        if (!isValidMethod(method)) return { allowed: false, status: 400, reason: 'bad_method' };
+        const n = normalizePath(rawTarget);
+        if (!n.ok) return { allowed: false, status: 400, reason: n.reason };
+        const d = decide(w, peerId, method, n.path);
+        return d.allowed ? { allowed: true, path: n.path, query: n.query } : { allowed: false, status: 403, reason: d.reason };
+      },
+      rateLimit: (peerId) => {
+        const l = limiterFor(lw);
+        if (!l || l.take(peerId)) return true;
+        metrics.rateLimited.inc({ service });
+        return false;
+      },
+      local: { host: w.address, port: w.port, agent },
+      onResult: (r) => {
+        metrics.requests.inc({ direction: 'inbound', service, source: r.peerId ?? '', code: String(r.status), class: codeClass(r.status) });
+        metrics.requestDuration.observe({ direction: 'inbound', service }, r.durationMs / 1000);
+      },
+    });
+    const server = http.createServer(serverOptions(), handler);
+    server.on('upgrade', handler.upgrade);
+    // A bad request head: answer 400 and close; never let the parser's error escape.
+    server.on('clientError', (_err, socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      else socket.destroy();
+    });
+    (lw as { http: http.Server }).http = server;
+    workloads.set(service, lw);
+  }
+
+  const verify = peerVerifier(identity);
+  const server = createInboundServer({
+    contexts: (servername) => {
+      const t = parseServiceSni(servername);
+      const lw = t && workloads.get(`${t.namespace}/${t.service}`);
+      if (!lw) return undefined;
+      try {
+        return identity.contextFor(lw.w.identity);
+      } catch {
+        return undefined; // no SVID for it yet: refuse rather than serve the wrong identity
+      }
+    },
+    defaultContext: identity.agentContext(),
+    verify,
+    onRefused: (reason, message, remote) => {
+      metrics.handshakeFailures.inc({ side: 'inbound', reason });
+      log({ level: 'info', event: 'inbound_refused', reason, message, remote });
+    },
+    onConnection: (conn: InboundConnection) => {
+      const lw = conn.target && workloads.get(`${conn.target.namespace}/${conn.target.service}`);
+      if (!lw) {
+        conn.socket.destroy();
+        return;
+      }
+      if (conn.alpn === ALPN_HTTP1) {
+        peerIds.set(conn.socket, conn.peerId);
+        lw.http.emit('connection', conn.socket);
+        return;
+      }
+      if (conn.alpn !== ALPN_TCP) {
+        conn.socket.destroy();
+        return;
+      }
+      tcpIn(lw, conn);
+    },
+  });
+
+  const tcpIn = (lw: LocalWorkload, conn: InboundConnection): void => {
+    const service = `${lw.w.namespace}/${lw.w.service}`;
+    const d = decide(lw.w, conn.peerId);
+    if (!d.allowed) {
+      conn.socket.destroy();
+      return;
+    }
+    const l = limiterFor(lw);
+    if (l && !l.take(conn.peerId)) {
+      metrics.rateLimited.inc({ service });
+      conn.socket.destroy();
+      return;
+    }
+    const local = net.connect({ host: lw.w.address, port: lw.w.port, noDelay: true });
+    metrics.connectionsOpened.inc({ direction: 'inbound', service });
+    tcpOpen.add(conn.socket);
+    const s = splice(conn.socket, local);
+    void s.closed.then((r) => {
+      tcpOpen.delete(conn.socket);
+      metrics.connectionsClosed.inc({ direction: 'inbound', service });
+      metrics.bytes.inc({ direction: 'inbound', service, flow: 'received' }, r.bytesOut);
+      metrics.bytes.inc({ direction: 'inbound', service, flow: 'sent' }, r.bytesIn);
+    });
+  };
+
+  // A renewed agent SVID serves new handshakes at once; open connections keep theirs.
+  identity.on('rotated', (id) => {
+    if (id.includes('/agent/')) server.setDefaultContext(identity.agentContext());
+  });
+  // New roots: a new default context also rotates the ticket keys, so tickets issued under the old trust stop resuming.
+  identity.on('trust', () => server.setDefaultContext(identity.agentContext()));
+
+  const addr = await server.listen(config.inbound.port, config.inbound.address);
+  return {
+    port: addr.port,
+    closeRevoked: (set) => server.closeWhere((peerId, serial) => set.spiffeIds.has(peerId) || set.serials.has(serial)),
+    drain: async (ms) => {
+      // Stop accepting; let requests in flight finish (idle keep-alive connections close now), then close the rest.
+      server.server.close();
+      const deadline = Date.now() + ms;
+      while (Date.now() < deadline) {
+        for (const lw of workloads.values()) lw.http.closeIdleConnections();
+        const open = await new Promise<number>((r) => server.server.getConnections((_e, n) => r(n ?? 0)));
+        if (open === 0) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await server.close();
+      for (const lw of workloads.values()) {
+        lw.http.closeAllConnections();
+        lw.agent.destroy();
+      }
+      for (const s of tcpOpen) s.destroy();
+    },
+  };
+}

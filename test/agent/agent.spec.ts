@@ -1,0 +1,501 @@
+// The node agent end to end, all real processes: a CA, a control plane, two
+// agents ("vm1" fronting web, "vm2" fronting catalog) and two small HTTP
+// services in this process. web calls catalog through vm1's outbound listener;
+// vm1 balances onto vm2 over mTLS with web's SVID; vm2 verifies, authorizes
+// (deny by default), stamps the verified caller and forwards to catalog.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { adminCredential, initCa, request, serveCa, stop, type CaProcess, type Credential, type Reply } from '../ca/fixtures/ca-process.js';
+import { serveControlPlane, type CpProcess } from '../control-plane/fixtures/cp-process.js';
+import { freePort, runAgent, writeAgentConfig, type AgentProcess } from './fixtures/agent-process.js';
+
+process.env['AMIME_CA_QUIET'] = '1';
+const TD = 'agent.e2e';
+const SERVER = `spiffe://${TD}/control-plane/controller`;
+const WEB = `spiffe://${TD}/ns/shop/sa/web`;
+const CATALOG = `spiffe://${TD}/ns/shop/sa/catalog`;
+const DB = `spiffe://${TD}/ns/shop/sa/db`;
+
+let root: string;
+let ca: CaProcess;
+let cp: CpProcess | undefined;
+let cpPort: number;
+let admin: Credential & { bundlePem: string };
+let vm1: AgentProcess | undefined;
+let vm2: AgentProcess | undefined;
+let vm3: AgentProcess | undefined;
+let vm3Config: string;
+/** Added latency of the second catalog instance (on vm3), set by the balancing test. */
+let catalog2DelayMs = 0;
+let catalog2Hits = 0;
+let vm1Config: string;
+let catalogPort: number;
+let webPort: number;
+let upstreamPort: number;
+let dbUpstreamPort: number;
+let proxyPort: number;
+let dbPort: number;
+const tcpServers: net.Server[] = [];
+const seen: { path: string; source: string | undefined; forged: boolean }[] = [];
+const servers: http.Server[] = [];
+
+const caCall = (path: string, body?: unknown, method?: string): Promise<Reply> =>
+  request(ca.url, { path, trust: admin.bundlePem, trustDomain: TD, cred: admin, ...(body !== undefined && { body }), ...(method && { method }) });
+const remove = async (path: string): Promise<void> => {
+  const r = await request(cp!.url, { path: `/v1/resources/${path}`, trust: admin.bundlePem, trustDomain: TD, cred: admin, serverId: SERVER, method: 'DELETE' });
+  assert.equal(r.status, 200, `delete ${path}: ${r.status} ${r.text}`);
+};
+const apply = async (yaml: string): Promise<void> => {
+  const r = await request(cp!.url, { path: '/v1/resources', trust: admin.bundlePem, trustDomain: TD, cred: admin, serverId: SERVER, raw: yaml, method: 'POST', headers: { 'content-type': 'application/yaml' } });
+  assert.equal(r.status, 200, `apply: ${r.status} ${r.text}`);
+};
+
+async function until<T>(what: string, check: () => T | Promise<T>, timeoutMs = 15_000): Promise<Exclude<T, false | undefined | null | 0 | ''>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v as Exclude<T, false | undefined | null | 0 | ''>;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await sleep(100);
+  }
+}
+
+const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 8 });
+
+/** One request from "web" to catalog through vm1's outbound listener. */
+function call(path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: upstreamPort, path, agent: keepAlive, headers, timeout: 10_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('client timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function listen(handler: http.RequestListener): Promise<number> {
+  const s = http.createServer(handler);
+  servers.push(s);
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  return (s.address() as { port: number }).port;
+}
+
+async function token(node: string): Promise<string> {
+  const r = await caCall('/v1/admin/tokens', { node });
+  assert.equal(r.status, 200, r.text);
+  return r.json.token as string;
+}
+
+async function configDump(a: AgentProcess): Promise<{ versions: Record<string, string>; balancers: Record<string, { endpoints: unknown[] }> }> {
+  return (await fetch(`${a.admin}/config_dump`)).json() as never;
+}
+
+const SERVICES = `apiVersion: amime.dev/v1
+kind: Service
+metadata: { name: web, namespace: shop }
+spec:
+  identity: ${WEB}
+  ports: [{ name: http, port: 8080, protocol: http }]
+---
+apiVersion: amime.dev/v1
+kind: Service
+metadata: { name: catalog, namespace: shop }
+spec:
+  identity: ${CATALOG}
+  ports: [{ name: http, port: 8080, protocol: http }]
+---
+apiVersion: amime.dev/v1
+kind: Service
+metadata: { name: db, namespace: shop }
+spec:
+  identity: ${DB}
+  ports: [{ name: sql, port: 5432, protocol: tcp }]
+`;
+
+const ALLOW_DB = `apiVersion: amime.dev/v1
+kind: AuthorizationPolicy
+metadata: { name: db-from-web, namespace: shop }
+spec:
+  action: ALLOW
+  target: db
+  rules: [{ from: [{ identity: ${WEB} }] }]
+`;
+
+const ALLOW_WEB = `apiVersion: amime.dev/v1
+kind: AuthorizationPolicy
+metadata: { name: catalog-from-web, namespace: shop }
+spec:
+  action: ALLOW
+  target: catalog
+  rules: [{ from: [{ identity: ${WEB} }] }]
+`;
+
+const DENY_ADMIN = `apiVersion: amime.dev/v1
+kind: AuthorizationPolicy
+metadata: { name: catalog-no-admin, namespace: shop }
+spec:
+  action: DENY
+  target: catalog
+  rules: [{ from: [{ namespace: shop }], to: { paths: [/admin] } }]
+`;
+
+before(async () => {
+  root = mkdtempSync(join(tmpdir(), 'amime-agent-e2e-'));
+  // Workload SVIDs live 8 s, so they rotate every ~4 s during the test.
+  initCa(join(root, 'ca'), TD, '--workload-ttl', '8');
+  admin = adminCredential(join(root, 'ca'));
+  ca = await serveCa(join(root, 'ca'));
+  cpPort = await freePort();
+  cp = await serveControlPlane(join(root, 'cp'), ca.url, join(root, 'ca', 'admin'), ['--port', String(cpPort), '--grace', '30s']);
+  for (const [node, id] of [['vm1', WEB], ['vm2', CATALOG], ['vm2', DB], ['vm3', CATALOG]] as const) {
+    const r = await caCall('/v1/admin/assignments', { node, spiffeId: id });
+    assert.equal(r.status, 200, r.text);
+  }
+  await apply(SERVICES);
+  catalogPort = await listen((req, res) => {
+    if (req.url !== '/healthz') seen.push({ path: req.url ?? '', source: req.headers['x-amime-source-identity'] as string | undefined, forged: req.headers['x-amime-source-identity'] === 'spiffe://evil/ns/x/sa/y' });
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ service: 'catalog', path: req.url, caller: req.headers['x-amime-source-identity'] ?? null }));
+  });
+  webPort = await listen((_req, res) => res.end('web'));
+  const catalog2Port = await listen((req, res) => {
+    catalog2Hits++;
+    if (req.url !== '/healthz') seen.push({ path: req.url ?? '', source: req.headers['x-amime-source-identity'] as string | undefined, forged: req.headers['x-amime-source-identity'] === 'spiffe://evil/ns/x/sa/y' });
+    setTimeout(() => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ service: 'catalog', instance: 2, path: req.url, caller: req.headers['x-amime-source-identity'] ?? null }));
+    }, req.url === '/healthz' ? 0 : catalog2DelayMs);
+  });
+  // db: a TCP echo server that answers "bye" when the client half-closes.
+  const echo = net.createServer({ allowHalfOpen: true }, (sock) => {
+    sock.on('data', (d) => sock.write(d));
+    sock.on('end', () => sock.end('bye'));
+    sock.on('error', () => undefined);
+  });
+  tcpServers.push(echo);
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  dbPort = (echo.address() as { port: number }).port;
+  upstreamPort = await freePort();
+  dbUpstreamPort = await freePort();
+  proxyPort = await freePort();
+  writeFileSync(join(root, 'bundle.pem'), admin.bundlePem);
+  const common = { ca: { url: ca.url, bundle: join(root, 'bundle.pem') }, controlPlane: { url: `wss://127.0.0.1:${cpPort}/v1/push`, heartbeat: '300ms' }, inbound: { address: '127.0.0.1', port: 0, advertise: '127.0.0.1' }, admin: { port: 0 } };
+  vm1Config = writeAgentConfig(join(root, 'vm1'), {
+    node: 'vm1',
+    dataDir: 'state',
+    ...common,
+    workloads: [
+      {
+        service: 'web',
+        namespace: 'shop',
+        identity: WEB,
+        port: webPort,
+        protocol: 'http',
+        upstreams: [
+          { service: 'catalog', namespace: 'shop', port: upstreamPort },
+          { service: 'db', namespace: 'shop', port: dbUpstreamPort },
+        ],
+        httpProxyPort: proxyPort,
+      },
+    ],
+  });
+  const vm2Config = writeAgentConfig(join(root, 'vm2'), {
+    node: 'vm2',
+    dataDir: 'state',
+    ...common,
+    workloads: [
+      { service: 'catalog', namespace: 'shop', identity: CATALOG, port: catalogPort, protocol: 'http', labels: { version: 'v1' }, check: { http: '/healthz' } },
+      { service: 'db', namespace: 'shop', identity: DB, port: dbPort, protocol: 'tcp', check: { tcp: 'connect' } },
+    ],
+  });
+  vm3Config = writeAgentConfig(join(root, 'vm3'), {
+    node: 'vm3',
+    dataDir: 'state',
+    ...common,
+    workloads: [{ service: 'catalog', namespace: 'shop', identity: CATALOG, port: catalog2Port, protocol: 'http', labels: { version: 'v2' }, check: { http: '/healthz' } }],
+  });
+  [vm1, vm2, vm3] = await Promise.all([
+    runAgent('vm1', vm1Config, await token('vm1')),
+    runAgent('vm2', vm2Config, await token('vm2')),
+    runAgent('vm3', vm3Config, await token('vm3')),
+  ]);
+  await until('vm1 knows catalog\'s endpoint', async () => (await configDump(vm1!)).versions.Endpoint && (await call('/probe')).status !== 503).catch(async (err: unknown) => {
+    const dump = await configDump(vm1!).catch(() => undefined);
+    const probe = await call('/probe').catch((e: unknown) => String(e));
+    throw new Error(`${String(err)}\nprobe: ${JSON.stringify(probe)}\nvm1 config: ${JSON.stringify(dump).slice(0, 3000)}\nvm1: ${vm1!.stderr().slice(-3000)}\nvm2: ${vm2!.stderr().slice(-3000)}`);
+  });
+});
+
+after(async () => {
+  keepAlive.destroy();
+  await stop(vm1?.child);
+  await stop(vm2?.child);
+  await stop(vm3?.child);
+  await stop(cp?.child);
+  await stop(ca);
+  for (const s of servers) {
+    s.closeAllConnections();
+    s.close();
+  }
+  for (const s of tcpServers) s.close();
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe('agent end to end', () => {
+  test('deny by default: with no policy, web → catalog is refused at vm2 and catalog never sees it', async () => {
+    const before = seen.length;
+    const r = await call('/items');
+    assert.equal(r.status, 403, r.body);
+    assert.equal(seen.length, before);
+  });
+
+  test('an ALLOW policy lets web in; catalog sees the verified caller, never a forged header', async () => {
+    await apply(ALLOW_WEB);
+    await until('the allow policy reaches vm2', async () => (await call('/items')).status === 200);
+    const r = await call('/items?page=2', { 'x-amime-source-identity': 'spiffe://evil/ns/x/sa/y' });
+    assert.equal(r.status, 200, r.body);
+    const { instance: _instance, ...body } = JSON.parse(r.body) as Record<string, unknown>;
+    assert.deepEqual(body, { service: 'catalog', path: '/items?page=2', caller: WEB });
+    assert.ok(!seen.some((s) => s.forged), 'a forged identity header reached the app');
+  });
+
+  test('a DENY on /admin also stops its encoded and dotted variants', async () => {
+    await apply(DENY_ADMIN);
+    await until('the deny policy reaches vm2', async () => (await call('/admin')).status === 403);
+    for (const p of ['/admin', '/admin/', '//admin', '/a/../admin', '/%61dmin', '/./admin', '/admin?x=1']) {
+      assert.equal((await call(p)).status, 403, p);
+    }
+    assert.equal((await call('/%2fadmin')).status, 400, 'an encoded slash is refused');
+    assert.equal((await call('/administrator')).status, 200);
+    assert.ok(!seen.some((s) => /^\/+(\.\/)?(a\/\.\.\/)?(%61|a)dmin(\/|\?|$)/.test(s.path)), `catalog saw an admin path: ${seen.map((s) => s.path).join(' ')}`);
+  });
+
+  test('TCP (L4): refused by default; once allowed, bytes stream both ways over mTLS and half-close passes through', async () => {
+    const exchange = () =>
+      new Promise<string>((resolve, reject) => {
+        const sock = net.connect({ host: '127.0.0.1', port: dbUpstreamPort, allowHalfOpen: true });
+        let got = '';
+        sock.setEncoding('utf8');
+        sock.on('data', (d: string) => (got += d));
+        sock.on('connect', () => {
+          sock.write('ping ');
+          sock.write('pong');
+          setTimeout(() => sock.end(), 100);
+        });
+        sock.on('close', () => resolve(got));
+        sock.on('error', reject);
+        sock.setTimeout(10_000, () => sock.destroy(new Error('tcp timeout')));
+      });
+    assert.equal(await exchange().catch(() => ''), '', 'no policy: the stream is closed without a byte from db');
+    await apply(ALLOW_DB);
+    const got = await until('db allowed over L4', async () => {
+      const g = await exchange().catch(() => '');
+      return g.length > 0 && g;
+    });
+    assert.equal(got, 'ping pongbye');
+    const m = await (await fetch(`${vm2!.admin}/metrics`)).text();
+    assert.match(m, /amime_agent_tcp_connections_opened_total\{direction="inbound",service="shop\/db"\} [1-9]/);
+    assert.match(m, /amime_agent_authorization_decisions_total\{service="shop\/db",result="deny",policy=""\} [1-9]/);
+  });
+
+  test('the HTTP proxy listener routes by Host', async () => {
+    const viaProxy = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port: proxyPort, path: '/items', headers: { host }, agent: false }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    assert.equal(await viaProxy('catalog'), 200);
+    assert.equal(await viaProxy('catalog.shop.svc:8080'), 200);
+    assert.equal(await viaProxy('nowhere.shop'), 404);
+  });
+
+  test('the admin port: health, readiness, certificates; read-only', async () => {
+    assert.equal((await fetch(`${vm2!.admin}/healthz`)).status, 200);
+    const ready = await fetch(`${vm2!.admin}/ready`);
+    assert.equal(ready.status, 200, await ready.clone().text());
+    const certs = (await (await fetch(`${vm2!.admin}/certs`)).json()) as { spiffeId: string; kind: string; state: string; notAfter: string }[];
+    assert.deepEqual(certs.map((c) => `${c.kind} ${c.spiffeId} ${c.state}`).sort(), [`agent spiffe://${TD}/agent/vm2 ready`, `workload ${CATALOG} ready`, `workload ${DB} ready`]);
+    assert.ok(certs.every((c) => Date.parse(c.notAfter) > Date.now()));
+    assert.equal((await fetch(`${vm2!.admin}/config_dump`, { method: 'POST' })).status, 405);
+    assert.equal((await fetch(`${vm2!.admin}/nope`)).status, 404);
+    const m = await (await fetch(`${vm2!.admin}/metrics`)).text();
+    assert.match(m, /amime_agent_certificate_expiry_timestamp_seconds\{identity="spiffe:\/\/agent\.e2e\/ns\/shop\/sa\/catalog",kind="workload"\} \d+/);
+    assert.match(m, /amime_agent_control_plane_connected 1/);
+  });
+
+  test('workload SVIDs rotate every few seconds under load and no request is lost', async () => {
+    const serialsOf = async () => ((await (await fetch(`${vm1!.admin}/certs`)).json()) as { spiffeId: string; serialHex?: string }[]).find((c) => c.spiffeId === WEB)?.serialHex;
+    const first = await serialsOf();
+    const serials = new Set([first]);
+    let ok = 0;
+    const failures: string[] = [];
+    const deadline = Date.now() + 12_000;
+    const worker = async () => {
+      for (let i = 0; i < 2000 && Date.now() < deadline; i++) {
+        try {
+          const r = await call(`/load/${i}`);
+          if (r.status === 200) ok++;
+          else failures.push(`${r.status} ${r.body.slice(0, 100)}`);
+        } catch (err) {
+          failures.push(String(err));
+        }
+      }
+    };
+    const watcher = (async () => {
+      while (Date.now() < deadline) {
+        serials.add(await serialsOf());
+        await sleep(250);
+      }
+    })();
+    await Promise.all([worker(), worker(), worker(), worker(), watcher]);
+    assert.deepEqual(failures.slice(0, 5), [], `${failures.length} of ${ok + failures.length} requests failed`);
+    assert.ok(ok > 100, `only ${ok} requests completed`);
+    assert.ok(serials.size >= 3, `web's SVID rotated ${serials.size - 1} times in 12 s; expected at least 2`);
+  });
+
+  test('an endpoint whose agent is gone is retried around and ejected', async () => {
+    const endpoints = async () => ((await configDump(vm1!)).balancers['shop/catalog#'] ?? { endpoints: [] }) as { algorithm: string; endpoints: { node: string; ejected: boolean; ejectionsTotal: number }[] };
+    // Round robin with a low outlier threshold makes the ejection deterministic (P2C would simply avoid the failing endpoint).
+    await apply(SERVICES.replace(`  identity: ${CATALOG}\n`, `  identity: ${CATALOG}\n  trafficPolicy: { loadBalancing: { algorithm: round-robin }, outlier: { consecutiveFailures: 2, baseEjectionTime: 30s, maxEjectionPercent: 50 } }\n`));
+    await until('vm1 round-robins over both catalog endpoints', async () => {
+      await call('/warm');
+      const b = await endpoints();
+      return b.algorithm.includes('round-robin') && b.endpoints.length === 2;
+    });
+    vm3!.child.kill('SIGKILL');
+    await new Promise((r) => vm3!.child.once('exit', r));
+    const failures: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const r = await call(`/retry-around/${i}`);
+      if (r.status !== 200) failures.push(`${r.status} ${r.body}`);
+    }
+    assert.deepEqual(failures, [], 'connect failures on vm3 are retried on vm2');
+    const gone = (await endpoints()).endpoints.find((e) => e.node === 'vm3');
+    assert.ok(gone?.ejected && gone.ejectionsTotal >= 1, `vm3's endpoint is ejected: ${JSON.stringify(gone)}`);
+    const m = await (await fetch(`${vm1!.admin}/metrics`)).text();
+    assert.match(m, /amime_agent_retries_total\{service="shop\/catalog"\} [1-9]/);
+    // Back to the default balancing, with vm3 restarted (its stored SVID, no token).
+    vm3 = await runAgent('vm3', vm3Config, undefined);
+    await apply(SERVICES);
+    await until('vm1 sees vm3 again under p2c', async () => {
+      const b = await endpoints();
+      return b.algorithm.includes('p2c') && b.endpoints.length === 2 && b.endpoints.every((e) => !e.ejected);
+    });
+  });
+
+  test('P2C over peak EWMA sends most traffic away from an endpoint made slow', async () => {
+    const endpoints = async () => ((await configDump(vm1!)).balancers['shop/catalog#']?.endpoints ?? []) as { key: string; node: string; ewmaMs: number }[];
+    await until('vm1 balances over both catalog endpoints', async () => (await endpoints()).length === 2);
+    catalog2DelayMs = 150;
+    catalog2Hits = 0;
+    let total = 0;
+    const deadline = Date.now() + 15_000;
+    const worker = async () => {
+      for (let i = 0; i < 150 && Date.now() < deadline; i++) {
+        const r = await call(`/p2c/${i}`);
+        assert.equal(r.status, 200, r.body);
+        total++;
+      }
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+    catalog2DelayMs = 0;
+    const share = catalog2Hits / total;
+    assert.ok(total >= 200, `only ${total} requests in 15 s`);
+    assert.ok(share < 0.2, `the slow endpoint got ${(share * 100).toFixed(1)}% of ${total} requests (round robin would give 50%)`);
+  });
+
+  test('Routes: a header match goes to subset v2, the rest to v1; a fault aborts one path; a rate limit answers 429', async () => {
+    await apply(
+      SERVICES.replace(`  identity: ${CATALOG}\n`, `  identity: ${CATALOG}\n  trafficPolicy: { subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { version: v2 } }] }\n`) +
+        `---
+apiVersion: amime.dev/v1
+kind: Route
+metadata: { name: catalog-canary, namespace: shop }
+spec:
+  service: catalog
+  rules:
+    - match: { path: { exact: /teapot } }
+      backends: [{ service: catalog, weight: 100 }]
+      fault: { abort: { status: 418, percent: 100 } }
+    - match: { headers: [{ name: x-canary, exact: "1" }] }
+      backends: [{ service: catalog, subset: v2, weight: 100 }]
+    - backends: [{ service: catalog, subset: v1, weight: 100 }]
+`,
+    );
+    await until('the route reaches vm1', async () => (await call('/teapot')).status === 418);
+    const instances = async (headers: Record<string, string>) => {
+      const got = new Set<unknown>();
+      for (let i = 0; i < 12; i++) {
+        const r = await call(`/split/${i}`, headers);
+        assert.equal(r.status, 200, r.body);
+        got.add((JSON.parse(r.body) as { instance?: number }).instance ?? 1);
+      }
+      return [...got];
+    };
+    assert.deepEqual(await instances({ 'x-canary': '1' }), [2], 'x-canary: 1 → subset v2 (vm3) only');
+    assert.deepEqual(await instances({}), [1], 'everything else → subset v1 (vm2) only');
+    await remove('Route/shop/catalog-canary');
+    await apply(SERVICES.replace(`  identity: ${CATALOG}\n`, `  identity: ${CATALOG}\n  trafficPolicy: { rateLimit: { requestsPerSecond: 1, burst: 1 } }\n`));
+    const limited = await until('the rate limit applies', async () => {
+      const codes = await Promise.all(Array.from({ length: 8 }, (_, i) => call(`/limited/${i}`).then((r) => r.status)));
+      return codes.filter((c) => c === 429).length >= 4 && codes;
+    });
+    assert.ok(limited.every((c) => c === 200 || c === 429), limited.join(','));
+    await apply(SERVICES);
+    await until('the limit is lifted', async () => (await Promise.all([call('/a'), call('/b'), call('/c')])).every((r) => r.status === 200));
+  });
+
+  test('with the control plane killed, calls still succeed, also through an agent restarted meanwhile', async () => {
+    cp!.child.kill('SIGKILL');
+    await new Promise((r) => cp!.child.once('exit', r));
+    assert.equal((await call('/items')).status, 200);
+    await stop(vm1!.child);
+    assert.equal(vm1!.child.exitCode, 0, `SIGTERM drains and exits 0: ${vm1!.stderr().slice(-1000)}`);
+    vm1 = await runAgent('vm1', vm1Config, undefined);
+    const r = await until('restarted vm1 serves from its last good config', async () => {
+      const x = await call('/items');
+      return x.status === 200 && x;
+    });
+    assert.equal(JSON.parse(r.body).caller, WEB);
+    cp = await serveControlPlane(join(root, 'cp'), ca.url, join(root, 'ca', 'admin'), ['--port', String(cpPort), '--grace', '30s']);
+    await until('vm1 reconnects to the control plane', async () => ((await (await fetch(`${vm1!.admin}/metrics`)).text()).includes('amime_agent_control_plane_connected 1')));
+  });
+
+  test('revoking web cuts its open connections at vm2 within 2 s of the push and refuses new ones', async () => {
+    assert.equal((await call('/before-revoke')).status, 200);
+    const revoked = await caCall('/v1/admin/revocations', { spiffeId: WEB });
+    assert.equal(revoked.status, 200, revoked.text);
+    const t0 = Date.now();
+    // The control plane syncs the CA every 300 ms and pushes; vm2 must act within 2 s of that.
+    await until('web is refused', async () => (await call('/after-revoke')).status >= 500, 2_300 + 1_000).catch((err: unknown) => {
+      throw new Error(`${String(err)}\nvm2: ${vm2!.stderr().slice(-3000)}\nvm1: ${vm1!.stderr().slice(-3000)}`);
+    });
+    const elapsed = Date.now() - t0;
+    assert.ok(elapsed < 3_300, `refused after ${elapsed} ms`);
+    // Either catalog instance (vm2, vm3) may have been picked: their metrics together show the refusal.
+    const metrics = (await Promise.all([vm2!, vm3!].map(async (a) => (await fetch(`${a.admin}/metrics`)).text()))).join('\n');
+    // A full handshake with the revoked SVID is refused as revoked; a resumption attempt as an unverified session.
+    assert.match(metrics, /amime_agent_tls_handshake_failures_total\{side="inbound",reason="(revoked|session_not_verified)"\} [1-9]/);
+    assert.match(metrics, /amime_agent_revoked_connections_closed_total [1-9]/);
+  });
+});
