@@ -6,14 +6,14 @@
 // when the control plane is unreachable.
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { bundleToPem, createRevocationSet, trustDomainFromPem, type RevocationSet } from '@amime/identity';
-import { RESOURCE_TYPES, durationMs, type Instance, type ResourceType, type Resource, type HealthState } from '@amime/protocol';
-import { HealthChecker, PushClient, type AppliedUpdate } from '@amime/protocol/client';
+import { bundleToPem, trustDomainFromPem } from '@amime/identity';
+import { RESOURCE_TYPES, durationMs, type Instance, type HealthState } from '@amime/protocol';
+import { HealthChecker, PushClient } from '@amime/protocol/client';
 import type { AgentConfig, WorkloadConfig } from './config/agent-config.js';
-import { LastGoodConfig, type HeldConfig } from './config/last-good.js';
+import { LastGoodConfig } from './config/last-good.js';
 import { IdentityManager, type IdentityLogger } from './identity/index.js';
-import { MeshState } from './mesh/mesh-state.js';
-import { MeshRuntime } from './mesh/mesh-runtime.js';
+import { ConfigApplier } from './mesh/config-applier.js';
+import type { MeshRuntime } from './mesh/mesh-runtime.js';
 import { createAgentMetrics, type AgentMetrics } from './metrics.js';
 import { startAdminServer, type AdminServer } from './admin-server.js';
 import { startInbound, type Inbound } from './inbound.js';
@@ -66,39 +66,32 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
     log: identityLog,
   });
   await identity.start();
+  // Pushes carry trust changes; this poll of the CA covers a control plane that is down.
+  const caRefresh = setInterval(() => identity.refresh().catch(() => undefined), CA_REFRESH_MS);
+  caRefresh.unref();
   const agentId = `spiffe://${trustDomain}/agent/${config.node}`;
 
   // 2. The last good config, so the data plane serves before (or without) the control plane.
   const lastGood = new LastGoodConfig(config.dataDir);
   const loaded = await lastGood.load();
   if (loaded.problem) log({ level: 'warn', event: 'last_good_config_ignored', problem: loaded.problem });
-  let held: HeldConfig = loaded.config;
-  const snapshot = (h: HeldConfig) => ({
-    versions: Object.fromEntries(Object.entries(h).map(([t, v]) => [t, v!.version])) as Partial<Record<ResourceType, string>>,
-    resources: Object.fromEntries(Object.entries(h).map(([t, v]) => [t, v!.resources])) as Partial<Record<ResourceType, readonly Resource[]>>,
-  });
-  const firstState = new MeshState(snapshot(held));
-  applyTrust(identity, firstState, log);
-  const runtime = new MeshRuntime(firstState, { trustDomain, ...(config.zone !== undefined && { localZone: config.zone }) });
-
-  // 3. Config from the control plane (started in 5): validate, compile, swap, persist; or NACK and keep the last good.
-  const apply = async (u: AppliedUpdate): Promise<void> => {
-    const next: HeldConfig = { ...held, [u.resourceType]: { version: u.version, resources: [...u.resources.values()] } };
-    const state = new MeshState(snapshot(next));
-    const issues = MeshRuntime.check(state, trustDomain);
-    for (const i of issues) log({ level: 'warn', event: 'policy_issue', issue: i });
-    if (u.resourceType === 'TrustBundle' || u.resourceType === 'RevocationList') applyTrust(identity, state, log);
-    runtime.update(state);
-    held = next;
-    if (u.resourceType === 'RevocationList') {
-      const closed = inbound.closeRevoked(identity.revocations()) + outbound.closeRevoked(identity.revocations());
+  const applier = new ConfigApplier({
+    held: loaded.config,
+    trustDomain,
+    ...(config.zone !== undefined && { localZone: config.zone }),
+    trust: identity,
+    save: (h) => lastGood.save(h),
+    onRevocations: (set) => {
+      const closed = inbound.closeRevoked(set) + outbound.closeRevoked(set);
       if (closed > 0) {
         metrics.revokedClosed.inc(closed);
         log({ level: 'info', event: 'revoked_connections_closed', count: closed });
       }
-    }
-    await lastGood.save(held);
-  };
+    },
+    log,
+  });
+  const runtime = applier.runtime;
+
   const push: PushClient = new PushClient({
     url: config.controlPlane.url,
     node: config.node,
@@ -107,8 +100,8 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
       return { certPem: c.certPem, keyPem: c.keyPem, bundlePem: currentBundlePem(identity, bundlePem) };
     },
     revocations: () => identity.revocations(),
-    initial: held,
-    apply,
+    initial: applier.held,
+    apply: (u) => applier.apply(u),
     heartbeatMs: durationMs(config.controlPlane.heartbeat),
     log: (e) => log({ component: 'agent-push', ...e }),
   });
@@ -166,7 +159,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
     ready: () => {
       const reasons: string[] = [];
       if (identity.list().some((c) => c.state !== 'ready')) reasons.push('an SVID is not ready');
-      if (!push.connected && Object.keys(held).length === 0) reasons.push('no config yet: the control plane has not been reached and no last good config is stored');
+      if (!push.connected && Object.keys(applier.held).length === 0) reasons.push('no config yet: the control plane has not been reached and no last good config is stored');
       return { ready: reasons.length === 0, reasons };
     },
     configDump: () => ({
@@ -174,7 +167,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
       uptimeSeconds: Math.round((performance.now() - started) / 1000),
       controlPlane: { url: config.controlPlane.url, connected: push.connected },
       versions: runtime.state.versions,
-      resources: Object.fromEntries(RESOURCE_TYPES.filter((t) => t !== 'TrustBundle' && t !== 'RevocationList').map((t) => [t, held[t]?.resources ?? []])),
+      resources: Object.fromEntries(RESOURCE_TYPES.filter((t) => t !== 'TrustBundle' && t !== 'RevocationList').map((t) => [t, applier.held[t]?.resources ?? []])),
       balancers: runtime.balancerStats(),
       listeners: outbound.listeners,
       inboundPort: inbound.port,
@@ -195,6 +188,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
     metrics,
     stop: (drainMs = 5000) =>
       (stopping ??= (async () => {
+        clearInterval(caRefresh);
         checker.stop();
         await Promise.all([outbound.drain(drainMs), inbound.drain(drainMs)]);
         await push.stop();
@@ -203,6 +197,9 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
       })()),
   };
 }
+
+/** How often the agent also asks the CA for its bundle and revocation list (the CA's refresh hint is 5 min). */
+const CA_REFRESH_MS = 300_000;
 
 const key = (w: WorkloadConfig) => `${w.namespace}/${w.service}`;
 
@@ -213,25 +210,4 @@ function currentBundlePem(identity: IdentityManager, fallback: string): string {
   } catch {
     return fallback;
   }
-}
-
-/** Trust roots and revocations pushed by the control plane go to the identity manager. */
-function applyTrust(identity: IdentityManager, state: MeshState, log: AgentLog): void {
-  if (state.trustBundle) {
-    const pem = state.trustBundle.spec.roots.join('');
-    if (identity.setTrustBundle(pem)) log({ level: 'info', event: 'trust_bundle_updated', roots: state.trustBundle.spec.roots.length });
-  }
-  if (state.revocations) {
-    const set: RevocationSet = createRevocationSet({
-      version: revisionOf(state.versions.RevocationList),
-      serials: state.revocations.spec.serials,
-      spiffeIds: state.revocations.spec.identities,
-    });
-    identity.setRevocations(set);
-  }
-}
-
-function revisionOf(version: string | undefined): number {
-  const m = /-(\d+)$/.exec(version ?? '');
-  return m ? Number(m[1]) : 0;
 }

@@ -110,7 +110,7 @@ test('start: one first sync publishes the TrustBundle and the RevocationList onc
     assert.ok(fromPem(tb!.spec.roots[0]!, 'CERTIFICATE')[0]!.equals(f.ca.bundle().roots[0]!.der));
     const [rl] = ofKind(f, 'RevocationList') as RevocationListResource[];
     assert.equal(rl!.metadata.name, 'mesh');
-    assert.deepEqual(rl!.spec, { serials: [], identities: [] });
+    assert.deepEqual(rl!.spec, { version: f.ca.revocations().version, serials: [], identities: [] });
 
     await sleep(INTERVAL * 4);
     assert.deepEqual(await sync.syncNow(), [], 'a poll on demand, nothing failed');
@@ -137,7 +137,7 @@ test('a revocation and an assignment change are seen by polling; one publish per
     await sleep(INTERVAL * 3);
     const lists = ofKind(f, 'RevocationList');
     const last = lists.at(-1)!;
-    assert.deepEqual(last.spec, { serials: ['0a1b2c'], identities: [DB] }, 'lowercase hex serials');
+    assert.deepEqual(last.spec, { version: set.version, serials: ['0a1b2c'], identities: [DB] }, 'lowercase hex serials, with the CA\'s list version');
     assert.equal(lists.length, 2, 'the first sync and the change');
 
     const assignments = within<[Record<string, string[]>]>(sync, 'assignments', EVENT_WAIT_MS);

@@ -98,7 +98,7 @@ export function revocationListResource(set: RevocationSet): RevocationListResour
       kind: 'RevocationList',
       metadata: { name: REVOCATION_LIST_NAME, namespace: DEFAULT_NAMESPACE },
       // sorted, so that an equal list is an equal resource
-      spec: { serials: [...set.serials].sort(), identities: [...set.spiffeIds].sort() },
+      spec: { version: set.version, serials: [...set.serials].sort(), identities: [...set.spiffeIds].sort() },
     },
     'RevocationList',
   );

@@ -432,6 +432,8 @@ export const trustBundleSpec = object({
 export type TrustBundleSpec = Infer<typeof trustBundleSpec>;
 
 export const revocationListSpec = object({
+  /** The CA's list version: agents also fetch the list from the CA directly, and keep whichever is newer. */
+  version: optional(integer(0, Number.MAX_SAFE_INTEGER)),
   serials: array(string({ minLength: 1, maxLength: 64, pattern: /^[0-9a-f]+$/, patternName: 'a lowercase hex serial' }), { maxItems: 100_000 }),
   identities: withDefault(array(spiffeIdString({ workload: false }), { maxItems: 10_000 }), []),
 });
