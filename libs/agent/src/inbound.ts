@@ -20,10 +20,11 @@ import {
   type InboundConnection,
   type VerifyPeerFn,
 } from '@amime/proxy';
+import type { ServiceResource } from '@amime/protocol';
 import type { AgentConfig, WorkloadConfig } from './config/agent-config.js';
 import type { IdentityManager } from './identity/index.js';
 import type { MeshRuntime } from './mesh/mesh-runtime.js';
-import { codeClass, type AgentMetrics } from './metrics.js';
+import { RequestRecorder, type AgentMetrics } from './metrics.js';
 import type { AgentLog } from './agent.js';
 
 export interface Inbound {
@@ -46,7 +47,7 @@ interface LocalWorkload {
   readonly http: http.Server;
   readonly agent: http.Agent;
   /** Rate limiter for this service, rebuilt when its trafficPolicy.rateLimit changes. */
-  limiter: { key: string; limiter: RateLimiter } | undefined;
+  limiter: { res: ServiceResource | undefined; key: string; limiter: RateLimiter | undefined } | undefined;
 }
 
 export function peerVerifier(identity: IdentityManager): VerifyPeerFn {
@@ -61,18 +62,27 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
   const peerIds = new WeakMap<Socket, string>();
   const workloads = new Map<string, LocalWorkload>();
   const tcpOpen = new Set<Socket>();
+  const recorder = new RequestRecorder(metrics, 'inbound');
 
   const limiterFor = (lw: LocalWorkload): RateLimiter | undefined => {
-    const rl = runtime().state.service(lw.w.namespace, lw.w.service)?.spec.trafficPolicy?.rateLimit;
-    if (!rl) return (lw.limiter = undefined);
-    const key = `${rl.requestsPerSecond}/${rl.burst ?? rl.requestsPerSecond}`;
-    if (lw.limiter?.key !== key) lw.limiter = { key, limiter: new RateLimiter({ ratePerSecond: rl.requestsPerSecond, burst: rl.burst ?? rl.requestsPerSecond }) };
-    return lw.limiter.limiter;
+    const res = runtime().state.service(lw.w.namespace, lw.w.service);
+    if (lw.limiter && lw.limiter.res === res) return lw.limiter.limiter;
+    const rl = res?.spec.trafficPolicy?.rateLimit;
+    const key = rl ? `${rl.requestsPerSecond}/${rl.burst ?? rl.requestsPerSecond}` : '';
+    // Rebuilt only when the Service changes its limit: buckets survive unrelated pushes.
+    const limiter = !rl ? undefined : lw.limiter?.key === key ? lw.limiter.limiter : new RateLimiter({ ratePerSecond: rl.requestsPerSecond, burst: rl.burst ?? rl.requestsPerSecond });
+    lw.limiter = { res, key, limiter };
+    return limiter;
   };
 
+  /** Authorization decisions by (service, result, policy): label children resolved once. */
+  const authzCounters = new Map<string, { inc(): void }>();
   const decide = (w: WorkloadConfig, peerId: string, method?: string, path?: string) => {
     const d = runtime().authorizer.decide({ service: w.service, namespace: w.namespace }, { source: peerId, ...(method !== undefined && { method }), ...(path !== undefined && { path }) });
-    metrics.authz.inc({ service: `${w.namespace}/${w.service}`, result: d.allowed ? 'allow' : 'deny', policy: d.policy ?? '' });
+    const ck = `${w.namespace}/${w.service}\0${d.allowed}\0${d.policy ?? ''}`;
+    let c = authzCounters.get(ck);
+    if (!c) authzCounters.set(ck, (c = metrics.authz.labels({ service: `${w.namespace}/${w.service}`, result: d.allowed ? 'allow' : 'deny', policy: d.policy ?? '' })));
+    c.inc();
     if (d.audit.length > 0) log({ level: 'info', event: 'authz_audit', service: `${w.namespace}/${w.service}`, source: peerId, method, path, allowed: d.allowed, audit: d.audit });
     return d;
   };
@@ -98,8 +108,7 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
       },
       local: { host: w.address, port: w.port, agent },
       onResult: (r) => {
-        metrics.requests.inc({ direction: 'inbound', service, source: r.peerId ?? '', code: String(r.status), class: codeClass(r.status) });
-        metrics.requestDuration.observe({ direction: 'inbound', service }, r.durationMs / 1000);
+        recorder.record(service, r.peerId ?? '', r.status, r.durationMs);
       },
     });
     const server = http.createServer(serverOptions(), handler);

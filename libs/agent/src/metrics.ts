@@ -79,6 +79,30 @@ export function createAgentMetrics(sources: AgentMetricsSources) {
 
 export type AgentMetrics = ReturnType<typeof createAgentMetrics>;
 
+/**
+ * Per-request recording without per-request label objects: children are resolved
+ * once per (service, peer, status) and reused (label values come from config and
+ * verified identities, so the set is bounded by the mesh).
+ */
+export class RequestRecorder {
+  readonly #counts = new Map<string, { inc(): void }>();
+  readonly #durations = new Map<string, { observe(v: number): void }>();
+  constructor(
+    private readonly metrics: AgentMetrics,
+    private readonly direction: 'inbound' | 'outbound',
+  ) {}
+
+  record(service: string, peer: string, status: number, durationMs: number): void {
+    const k = `${service}\0${peer}\0${status}`;
+    let c = this.#counts.get(k);
+    if (!c) this.#counts.set(k, (c = this.metrics.requests.labels({ direction: this.direction, service, source: peer, code: String(status), class: codeClass(status) })));
+    c.inc();
+    let d = this.#durations.get(service);
+    if (!d) this.#durations.set(service, (d = this.metrics.requestDuration.labels({ direction: this.direction, service })));
+    d.observe(durationMs / 1000);
+  }
+}
+
 export function codeClass(status: number): string {
   return status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : 'other';
 }

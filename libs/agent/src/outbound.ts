@@ -26,11 +26,12 @@ import {
   type RequestLimiter,
   type ServiceRef,
 } from '@amime/proxy';
+import type { ServiceResource } from '@amime/protocol';
 import type { AgentConfig, WorkloadConfig } from './config/agent-config.js';
 import type { IdentityManager } from './identity/index.js';
 import type { MeshRuntime } from './mesh/mesh-runtime.js';
 import { serviceKey } from './mesh/mesh-state.js';
-import { codeClass, type AgentMetrics } from './metrics.js';
+import { RequestRecorder, type AgentMetrics } from './metrics.js';
 import { peerVerifier } from './inbound.js';
 import type { AgentLog } from './agent.js';
 
@@ -49,6 +50,9 @@ interface OutboundDepsIn {
   log: AgentLog;
 }
 
+/** Pooled connections per (endpoint, source identity); idle ones close after the agent's 30 s timeout. */
+const PEER_POOL_SIZE = 256;
+
 /** Connections tried per new TCP connection before giving up on the upstream. */
 const TCP_ATTEMPTS = 3;
 
@@ -59,7 +63,8 @@ class RoutePeerAgent extends PeerHttpAgent {
     connector: PeerConnector,
     private readonly onSocket: (s: TLSSocket, peerId: string) => void,
   ) {
-    super({ connector });
+    // Keep as many idle connections as may be busy: a smaller free pool closes sockets under load and reconnects.
+    super({ connector, maxSockets: PEER_POOL_SIZE, maxFreeSockets: PEER_POOL_SIZE });
   }
   override getName(): string {
     return 'peer';
@@ -89,26 +94,31 @@ export async function startOutbound(deps: OutboundDepsIn): Promise<Outbound> {
     s.once('close', () => peerSockets.delete(s));
   };
   const budget = new RetryBudget({ percent: runtime().state.mesh.retryBudget.percent, minRetriesPerSecond: runtime().state.mesh.retryBudget.minRetriesPerSecond });
-  const breakers = new Map<string, { key: string; breaker: CircuitBreaker }>();
+  const breakers = new Map<string, { res: ServiceResource | undefined; sig: string; breaker: CircuitBreaker | undefined }>();
   const servers: Server[] = [];
   const httpServers: http.Server[] = [];
   const tcpOpen = new Set<Socket>();
   const listeners: Outbound['listeners'] = [];
+  const recorder = new RequestRecorder(metrics, 'outbound');
 
   const limits = (svc: ServiceRef): RequestLimiter | undefined => {
-    const cp = runtime().state.service(svc.namespace, svc.name)?.spec.trafficPolicy?.connectionPool;
+    const res = runtime().state.service(svc.namespace, svc.name);
     const k = serviceKey(svc.namespace, svc.name);
-    if (!cp) {
-      breakers.delete(k);
+    const b = breakers.get(k);
+    // Per request only a map lookup and an identity compare; limits are rebuilt when the Service changes.
+    if (b && b.res === res) return b.breaker;
+    const cp = res?.spec.trafficPolicy?.connectionPool;
+    if (!res || !cp) {
+      breakers.set(k, { res, sig: '', breaker: undefined });
       return undefined;
     }
     const sig = `${cp.maxConnections}/${cp.maxPendingRequests}/${cp.maxRequests}`;
-    let b = breakers.get(k);
-    if (b?.key !== sig) {
-      b = { key: sig, breaker: new CircuitBreaker({ ...(cp.maxConnections !== undefined && { maxConnections: cp.maxConnections }), ...(cp.maxPendingRequests !== undefined && { maxPendingRequests: cp.maxPendingRequests }), ...(cp.maxRequests !== undefined && { maxRequests: cp.maxRequests }) }) };
-      breakers.set(k, b);
-    }
-    return b.breaker;
+    const breaker =
+      b?.sig === sig && b.breaker
+        ? b.breaker
+        : new CircuitBreaker({ ...(cp.maxConnections !== undefined && { maxConnections: cp.maxConnections }), ...(cp.maxPendingRequests !== undefined && { maxPendingRequests: cp.maxPendingRequests }), ...(cp.maxRequests !== undefined && { maxRequests: cp.maxRequests }) });
+    breakers.set(k, { res, sig, breaker });
+    return breaker;
   };
 
   const hashKeyOf = (svc: ServiceRef, req: http.IncomingMessage): string | undefined => {
@@ -160,8 +170,7 @@ export async function startOutbound(deps: OutboundDepsIn): Promise<Outbound> {
         budget,
         onResult: (r) => {
           const service = r.backend ? `${r.backend.namespace}/${r.backend.name}` : r.service ? `${r.service.namespace}/${r.service.name}` : '';
-          metrics.requests.inc({ direction: 'outbound', service, source, code: String(r.status), class: codeClass(r.status) });
-          metrics.requestDuration.observe({ direction: 'outbound', service }, r.durationMs / 1000);
+          recorder.record(service, source, r.status, r.durationMs);
           if (r.attempts > 1) metrics.retries.inc({ service }, r.attempts - 1);
         },
       });
