@@ -29,6 +29,7 @@ import { parseArgs } from 'node:util';
 import type { ChildProcess } from 'node:child_process';
 import { spawnReady, stopAll, track } from './children.js';
 import { haproxyTlsInfo, startHaproxyPair } from './haproxy.js';
+import { startNodePipePair } from './node-pipe-pair.js';
 import { probe, startMesh, type AgentRuntime } from './mesh.js';
 import { cpuSeconds, memory, sampleRss } from './proc-stats.js';
 import { PATHS, SHAPES, evaluateTargets, ratios, shapeTable, summarize, targetsTable, type PathName, type RunResult, type ShapeName, type Summary } from './report.js';
@@ -149,11 +150,14 @@ async function bench(o: Options, dir: string): Promise<void> {
   const backend = await spawnReady<{ port: number }>(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'backend.ts')], 'listening', { cwd: root });
   const backendPid = backend.child.pid!;
   const haproxy = await startHaproxyPair(join(dir, 'haproxy'), backend.line.port, o.haproxyThreads);
+  // The naive Node pipe pair on the same certificates: the runtime's floor for this hop.
+  const nodePipe = await startNodePipePair(join(dir, 'haproxy', 'certs'), backend.line.port);
   const mesh = await startMesh(join(dir, 'mesh'), backend.line.port, o.runtime);
   log(`dataplane bench: mesh ready in ${mesh.setupS.toFixed(1)} s (agents: ${mesh.runtime})`);
   const targets: Record<PathName, Target> = {
     direct: { port: backend.line.port, proxies: [] },
     haproxy: { port: haproxy.port, proxies: [haproxy.client, haproxy.server] },
+    nodepipe: { port: nodePipe.port, proxies: [nodePipe.client, nodePipe.server] },
     l4: { port: mesh.l4Port, proxies: [mesh.clientAgent, mesh.serverAgent] },
     l7: { port: mesh.l7Port, proxies: [mesh.clientAgent, mesh.serverAgent] },
   };
