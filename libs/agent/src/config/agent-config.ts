@@ -81,7 +81,7 @@ export const agentConfigSchema = object({
   ca: object({ url: url('https'), bundle: path }),
   controlPlane: object({
     url: url('wss'),
-    /** Push-channel heartbeat; match the control plane's --heartbeat (it cuts agents silent for 3 periods). */
+    /** Push-channel heartbeat, at most: the agent follows a control plane that beats faster (its --heartbeat). */
     heartbeat: withDefault(duration(100, 60_000), '5s'),
   }),
   inbound: withDefault(

@@ -450,6 +450,27 @@ describe('PushClient', () => {
     await c.stop();
   });
 
+  test('a server that beats faster than the client follows it: the client beats at the server\'s pace', async () => {
+    await fresh();
+    const { c, disconnects } = client(cp, { heartbeatMs: 5000 });
+    track(c);
+    // The server beats after 150 ms of quiet (as PushServer does at its interval).
+    const beat = setInterval(() => {
+      for (const ws of cp.sockets) if (ws.readyState === ws.OPEN) ws.send('{"type":"heartbeat"}');
+    }, 150);
+    try {
+      c.start();
+      await waitUntil(() => c.connected, 'connected');
+      await sleep(1500);
+      assert.equal(disconnects.length, 0);
+      // With its own 5 s period it would have sent none in 1.5 s.
+      assert.ok(cp.messages('heartbeat').length >= 2, `client heartbeats: ${cp.messages('heartbeat').length}`);
+    } finally {
+      clearInterval(beat);
+      await c.stop();
+    }
+  });
+
   test('a server that sends heartbeats is kept', async () => {
     await fresh();
     const { c, disconnects } = client(cp, { heartbeatMs: 50 });

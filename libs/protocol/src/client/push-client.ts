@@ -159,6 +159,8 @@ export interface PushClientOptions {
 }
 
 export const DEFAULT_HEARTBEAT_MS = 5000;
+/** The shortest heartbeat period the client follows a server down to. */
+const MIN_HEARTBEAT_MS = 50;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 export const SERVER_PATH_ID = '/control-plane/controller';
 /** The `error` field of nack is bounded by the wire schema. */
@@ -179,6 +181,8 @@ class Connection {
   lastReceived = performance.now();
   lastSent = performance.now();
   heartbeat: NodeJS.Timeout | undefined;
+  /** This connection's heartbeat period: the configured one, shortened to the server's if it beats faster. */
+  beatMs = 0;
   /** Why it is ending, when we decided it (otherwise derived from the close). */
   failure: { reason: DisconnectReason; message: string } | undefined;
   error: string | undefined;
@@ -376,11 +380,17 @@ export class PushClient extends EventEmitter<PushClientEvents> {
       conn.ws.terminate();
       return;
     }
-    conn.heartbeat = setInterval(() => this.#beat(conn), this.#heartbeatMs);
-    conn.heartbeat.unref();
+    this.#schedule(conn, this.#heartbeatMs);
     // Hello waits behind an apply still running from the previous connection;
     // the silence clock starts with hello, since the server says nothing before it.
     this.#enqueue({ kind: 'hello', conn });
+  }
+
+  #schedule(conn: Connection, ms: number): void {
+    if (conn.heartbeat) clearInterval(conn.heartbeat);
+    conn.beatMs = ms;
+    conn.heartbeat = setInterval(() => this.#beat(conn), ms);
+    conn.heartbeat.unref();
   }
 
   #beat(conn: Connection): void {
@@ -393,7 +403,7 @@ export class PushClient extends EventEmitter<PushClientEvents> {
       return;
     }
     // Only when idle: an ACK or register sent lately already proves we live.
-    if (performance.now() - conn.lastSent >= this.#heartbeatMs / 2) this.#send(conn, HEARTBEAT);
+    if (performance.now() - conn.lastSent >= conn.beatMs / 2) this.#send(conn, HEARTBEAT);
   }
 
   #onError(conn: Connection, err: Error & { code?: string }): void {
@@ -427,7 +437,9 @@ export class PushClient extends EventEmitter<PushClientEvents> {
   // ---------------------------------------------------------------- frames
 
   #onFrame(conn: Connection, data: RawData): void {
-    conn.lastReceived = performance.now();
+    const now = performance.now();
+    const quietMs = now - conn.lastReceived;
+    conn.lastReceived = now;
     if (conn.closed) return;
     const raw = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     const decoded = decodeServerMessage(raw, { maxBytes: this.#maxPayload });
@@ -440,6 +452,13 @@ export class PushClient extends EventEmitter<PushClientEvents> {
     const msg = decoded.message;
     switch (msg.type) {
       case 'heartbeat':
+        // The server beats after a quiet period of its own interval: a server configured to beat
+        // faster than we do would cut us for silence, so follow it (never slower than configured).
+        if (conn.helloSent && quietMs >= MIN_HEARTBEAT_MS && quietMs < conn.beatMs * 0.8) {
+          this.#schedule(conn, Math.floor(quietMs));
+          // Be heard now, not a period from now: the server's silence clock is already running.
+          if (now - conn.lastSent >= conn.beatMs / 2) this.#send(conn, HEARTBEAT);
+        }
         return;
       case 'error':
         this.#emit('server_error', msg);
