@@ -460,7 +460,7 @@ describe('agent end to end', () => {
     });
   });
 
-  test('P2C over peak EWMA sends most traffic away from an endpoint made slow', async () => {
+  test('P2C over peak EWMA sends most traffic away from an endpoint made slow', async (t) => {
     const endpoints = async () => ((await configDump(vm1!)).balancers['shop/catalog#']?.endpoints ?? []) as { key: string; node: string; ewmaMs: number }[];
     await until('vm1 balances over both catalog endpoints', async () => (await endpoints()).length === 2);
     catalog2DelayMs = 150;
@@ -477,6 +477,7 @@ describe('agent end to end', () => {
     await Promise.all([worker(), worker(), worker(), worker()]);
     catalog2DelayMs = 0;
     const share = catalog2Hits / total;
+    t.diagnostic(`slow endpoint share: ${(share * 100).toFixed(1)}% of ${total} requests`);
     assert.ok(total >= 200, `only ${total} requests in 15 s`);
     assert.ok(share < 0.2, `the slow endpoint got ${(share * 100).toFixed(1)}% of ${total} requests (round robin would give 50%)`);
   });
@@ -540,7 +541,7 @@ spec:
     }
   });
 
-  test('revoking web cuts its open connections at vm2 within 2 s of the push and refuses new ones', async () => {
+  test('revoking web cuts its open connections at vm2 within 2 s of the push and refuses new ones', async (t) => {
     assert.equal((await call('/before-revoke')).status, 200);
     const revoked = await caCall('/v1/admin/revocations', { spiffeId: WEB });
     assert.equal(revoked.status, 200, revoked.text);
@@ -551,6 +552,7 @@ spec:
     });
     const elapsed = Date.now() - t0;
     assert.ok(elapsed < 3_300, `refused after ${elapsed} ms`);
+    t.diagnostic(`web refused ${elapsed} ms after the CA revoked it`);
     // Either catalog instance (vm2, vm3) may have been picked: their metrics together show the refusal.
     const metrics = (await Promise.all([vm2!, vm3!].map(async (a) => (await fetch(`${a.admin}/metrics`)).text()))).join('\n');
     // A full handshake with the revoked SVID is refused as revoked; a resumption attempt as an unverified session.
