@@ -9,7 +9,10 @@ import { verifyPeer, type RevocationSet } from '@amime/identity';
 import { isValidMethod, normalizePath } from '@amime/policy';
 import {
   ALPN_HTTP1,
+  ALPN_MUX,
   ALPN_TCP,
+  MuxSession,
+  bridge,
   RateLimiter,
   createInboundHandler,
   createInboundServer,
@@ -18,6 +21,7 @@ import {
   splice,
   type AuthorizeResult,
   type InboundConnection,
+  type MuxStream,
   type VerifyPeerFn,
 } from '@amime/proxy';
 import type { ServiceResource } from '@amime/protocol';
@@ -151,6 +155,10 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
         lw.http.emit('connection', conn.socket);
         return;
       }
+      if (conn.alpn === ALPN_MUX) {
+        muxIn(lw, conn);
+        return;
+      }
       if (conn.alpn !== ALPN_TCP) {
         conn.socket.destroy();
         return;
@@ -158,6 +166,48 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
       tcpIn(lw, conn);
     },
   });
+
+  /** Multiplexed L4 (amime-mux/1): each stream is one TCP connection, authorized and limited like one. */
+  const muxSessions = new Set<MuxSession>();
+  const muxIn = (lw: LocalWorkload, conn: InboundConnection): void => {
+    const service = `${lw.w.namespace}/${lw.w.service}`;
+    const session = new MuxSession(conn.socket, {
+      role: 'server',
+      // the client closes idle sessions after 30 s; this only reaps abandoned ones
+      idleTimeoutMs: 300_000,
+      onStream: (stream: MuxStream) => {
+        // per stream, not per session: a policy or limit change applies to the next connection
+        if (!decide(lw.w, conn.peerId).allowed) {
+          stream.reset('refused');
+          return;
+        }
+        const l = limiterFor(lw);
+        if (l && !l.take(conn.peerId)) {
+          metrics.rateLimited.inc({ service });
+          stream.reset('refused');
+          return;
+        }
+        const local = net.connect({ host: lw.w.address, port: lw.w.port, noDelay: true });
+        let connected = false;
+        local.once('connect', () => (connected = true));
+        // the app refused the connection: tell the caller's agent, which counts it against this endpoint
+        local.once('error', () => {
+          if (!connected) stream.reset('unavailable');
+        });
+        metrics.connectionsOpened.inc({ direction: 'inbound', service });
+        tcpOpen.add(local);
+        const b = bridge(local, stream);
+        void b.closed.then((r) => {
+          tcpOpen.delete(local);
+          metrics.connectionsClosed.inc({ direction: 'inbound', service });
+          metrics.bytes.inc({ direction: 'inbound', service, flow: 'received' }, r.bytesOut);
+          metrics.bytes.inc({ direction: 'inbound', service, flow: 'sent' }, r.bytesIn);
+        });
+      },
+      onClose: () => muxSessions.delete(session),
+    });
+    muxSessions.add(session);
+  };
 
   const tcpIn = (lw: LocalWorkload, conn: InboundConnection): void => {
     const service = `${lw.w.namespace}/${lw.w.service}`;
@@ -198,6 +248,7 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
     drain: async (ms) => {
       // Stop accepting; let requests in flight finish (idle keep-alive connections close now), then close the rest.
       server.server.close();
+      for (const m of muxSessions) m.goAway();
       const deadline = Date.now() + ms;
       while (Date.now() < deadline) {
         for (const lw of workloads.values()) lw.http.closeIdleConnections();

@@ -11,8 +11,9 @@ import type { TLSSocket } from 'node:tls';
 import type { RevocationSet } from '@amime/identity';
 import type { Balancer, Endpoint } from '@amime/balancing';
 import {
-  ALPN_TCP,
   CircuitBreaker,
+  MuxPool,
+  bridge,
   PeerConnectError,
   PeerConnector,
   PeerHttpAgent,
@@ -20,7 +21,6 @@ import {
   createOutboundHandler,
   serverOptions,
   serviceSni,
-  splice,
   type EndpointLease,
   type PeerRoute,
   type RequestLimiter,
@@ -93,6 +93,8 @@ export async function startOutbound(deps: OutboundDepsIn): Promise<Outbound> {
     peerSockets.set(s, peerId);
     s.once('close', () => peerSockets.delete(s));
   };
+  // L4: streams multiplexed over one pooled connection per (source, endpoint, service).
+  const mux = new MuxPool({ connector, onConnection: (s, t) => track(s, t.expectedIdentity) });
   const budget = new RetryBudget({ percent: runtime().state.mesh.retryBudget.percent, minRetriesPerSecond: runtime().state.mesh.retryBudget.minRetriesPerSecond });
   const breakers = new Map<string, { res: ServiceResource | undefined; sig: string; breaker: CircuitBreaker | undefined }>();
   const servers: Server[] = [];
@@ -214,7 +216,7 @@ export async function startOutbound(deps: OutboundDepsIn): Promise<Outbound> {
     }
   }
 
-  /** One TCP connection: pick, connect over mTLS (trying other endpoints on failure), then stream. */
+  /** One TCP connection: pick, open a stream over a pooled mTLS session (trying other endpoints on failure), then bridge. */
   async function tcpOut(w: WorkloadConfig, svc: ServiceRef, socket: Socket): Promise<void> {
     const service = `${svc.namespace}/${svc.name}`;
     const b = runtime().balancer(svc.namespace, svc.name);
@@ -225,9 +227,9 @@ export async function startOutbound(deps: OutboundDepsIn): Promise<Outbound> {
       if (!ep) break;
       b.start(ep);
       const t0 = performance.now();
-      let peer: TLSSocket;
+      let stream;
       try {
-        peer = await connector.connect({ address: ep.address, port: ep.port, sni: serviceSni({ service: svc.name, namespace: svc.namespace }), alpn: ALPN_TCP, sourceIdentity: w.identity, expectedIdentity: ep.identity });
+        stream = await mux.open({ address: ep.address, port: ep.port, sni: serviceSni({ service: svc.name, namespace: svc.namespace }), sourceIdentity: w.identity, expectedIdentity: ep.identity });
       } catch (err) {
         b.finish(ep, false, performance.now() - t0);
         metrics.handshakeFailures.inc({ side: 'outbound', reason: err instanceof PeerConnectError ? err.reason : 'connect_failed' });
@@ -238,17 +240,17 @@ export async function startOutbound(deps: OutboundDepsIn): Promise<Outbound> {
       const connectMs = performance.now() - t0;
       if (socket.destroyed) {
         b.finish(ep, true, connectMs);
-        peer.destroy();
+        stream.reset('cancel');
         return;
       }
-      track(peer, ep.identity);
       tcpOpen.add(socket);
       metrics.connectionsOpened.inc({ direction: 'outbound', service });
-      const s = splice(socket, peer);
+      const s = bridge(socket, stream);
       socket.resume();
       const r = await s.closed;
       tcpOpen.delete(socket);
-      b.finish(ep, true, connectMs);
+      // a stream the peer could not serve (its app refused) counts against the endpoint
+      b.finish(ep, r.reset !== 'unavailable' && r.reset !== 'connection_lost', connectMs);
       metrics.connectionsClosed.inc({ direction: 'outbound', service });
       metrics.bytes.inc({ direction: 'outbound', service, flow: 'sent' }, r.bytesOut);
       metrics.bytes.inc({ direction: 'outbound', service, flow: 'received' }, r.bytesIn);
@@ -280,6 +282,7 @@ export async function startOutbound(deps: OutboundDepsIn): Promise<Outbound> {
       while (Date.now() < deadline && tcpOpen.size > 0) await new Promise((r) => setTimeout(r, 50));
       for (const s of httpServers) s.closeAllConnections();
       for (const s of tcpOpen) s.destroy();
+      mux.close();
       for (const s of peerSockets.keys()) s.destroy();
     },
   };

@@ -12,8 +12,8 @@
 // and then dropped by `parseResources`: the server never trusts it.
 
 import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
-import { parseAllDocuments } from 'yaml';
 import { parseSpiffeId, isWorkloadId, SpiffeIdError } from '@amime/identity';
 import {
   INVALID,
@@ -570,8 +570,13 @@ function jsonDocuments(text: string): Document[] {
   return (Array.isArray(value) ? value : [value]).map((v: unknown, document) => ({ document, value: v }));
 }
 
+// yaml is required on first use, not imported: the agent loads this module for
+// the schemas only and would otherwise hold the parser in memory for nothing.
+let yaml: typeof import('yaml') | undefined;
+const loadYaml = () => (yaml ??= createRequire(import.meta.url)('yaml') as typeof import('yaml'));
+
 function yamlDocuments(text: string, maxDocuments: number): Document[] {
-  const docs = parseAllDocuments(text, { schema: 'core', merge: false, uniqueKeys: true, prettyErrors: false });
+  const docs = loadYaml().parseAllDocuments(text, { schema: 'core', merge: false, uniqueKeys: true, prettyErrors: false });
   const list = Array.isArray(docs) ? docs : [];
   if (!Array.isArray(docs)) {
     // An empty stream parses to an EmptyStream; nothing to apply.

@@ -2,8 +2,8 @@
 // control plane are, its ports, and the local workloads it fronts with the
 // upstreams each may call. Validated once at start; errors name the field.
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { isAbsolute, resolve, dirname } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import {
   array,
   dns1123Name,
@@ -118,13 +118,60 @@ export class AgentConfigError extends Error {
 export function parseAgentConfig(text: string, baseDir: string, what = 'agent config'): AgentConfig {
   let doc: unknown;
   try {
-    doc = parseYaml(text, { maxAliasCount: 0 });
+    doc = parseJsonStrict(text) ?? loadYaml().parse(text, { maxAliasCount: 0 });
   } catch (err) {
     throw new AgentConfigError(`${what}: not valid YAML or JSON: ${(err as Error).message}`);
   }
   const cfg = validate(agentConfigSchema, doc, what);
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   return { ...cfg, dataDir: abs(cfg.dataDir), ca: { ...cfg.ca, bundle: abs(cfg.ca.bundle) } };
+}
+
+// yaml is required on first use, not imported: it is several MB of resident
+// memory the agent would otherwise carry for its whole life, and a JSON config
+// (JSON is YAML, parsed the same) never needs it.
+let yaml: typeof import('yaml') | undefined;
+const loadYaml = () => (yaml ??= createRequire(import.meta.url)('yaml') as typeof import('yaml'));
+
+/**
+ * The document if `text` is JSON that the YAML parser would read the same way,
+ * else undefined (YAML, invalid JSON, or duplicate keys, which JSON.parse lets
+ * through but YAML refuses: those go to the YAML parser for its error).
+ */
+function parseJsonStrict(text: string): unknown {
+  const t = text.trimStart();
+  if (!t.startsWith('{')) return undefined;
+  let doc: unknown;
+  try {
+    doc = JSON.parse(t);
+  } catch {
+    return undefined;
+  }
+  return hasDuplicateKeys(t) ? undefined : doc;
+}
+
+/** Scans valid JSON for an object holding the same key twice. */
+function hasDuplicateKeys(json: string): boolean {
+  const stack: (Set<string> | null)[] = [];
+  for (let i = 0; i < json.length; i++) {
+    const c = json[i];
+    if (c === '{') stack.push(new Set());
+    else if (c === '[') stack.push(null);
+    else if (c === '}' || c === ']') stack.pop();
+    else if (c === '"') {
+      const start = i;
+      for (i++; json[i] !== '"'; i++) if (json[i] === '\\') i++;
+      const keys = stack[stack.length - 1];
+      if (!keys) continue;
+      let j = i + 1;
+      while (json[j] === ' ' || json[j] === '\t' || json[j] === '\n' || json[j] === '\r') j++;
+      if (json[j] !== ':') continue;
+      const key = JSON.parse(json.slice(start, i + 1)) as string;
+      if (keys.has(key)) return true;
+      keys.add(key);
+    }
+  }
+  return false;
 }
 
 export function loadAgentConfig(file: string): AgentConfig {

@@ -4,9 +4,11 @@ import { TransportConfigError } from './errors.js';
 
 /** Raw byte stream (L4) between agents. */
 export const ALPN_TCP = 'amime-tcp/1';
+/** Many L4 streams over one pooled connection (see mux.ts). */
+export const ALPN_MUX = 'amime-mux/1';
 /** HTTP/1.1 between agents, pooled and kept alive. */
 export const ALPN_HTTP1 = 'http/1.1';
-export const INBOUND_ALPN_PROTOCOLS: readonly string[] = [ALPN_TCP, ALPN_HTTP1];
+export const INBOUND_ALPN_PROTOCOLS: readonly string[] = [ALPN_MUX, ALPN_TCP, ALPN_HTTP1];
 
 export const SNI_SUFFIX = '.svc.amime';
 
