@@ -152,12 +152,15 @@ async function bench(o: Options, dir: string): Promise<void> {
   const haproxy = await startHaproxyPair(join(dir, 'haproxy'), backend.line.port, o.haproxyThreads);
   // The naive Node pipe pair on the same certificates: the runtime's floor for this hop.
   const nodePipe = await startNodePipePair(join(dir, 'haproxy', 'certs'), backend.line.port);
+  // The bare Node HTTP proxy pair: the floor for L7 on Node's HTTP parser.
+  const nodeHttp = await startNodePipePair(join(dir, 'haproxy', 'certs'), backend.line.port, 'http');
   const mesh = await startMesh(join(dir, 'mesh'), backend.line.port, o.runtime);
   log(`dataplane bench: mesh ready in ${mesh.setupS.toFixed(1)} s (agents: ${mesh.runtime})`);
   const targets: Record<PathName, Target> = {
     direct: { port: backend.line.port, proxies: [] },
     haproxy: { port: haproxy.port, proxies: [haproxy.client, haproxy.server] },
     nodepipe: { port: nodePipe.port, proxies: [nodePipe.client, nodePipe.server] },
+    nodehttp: { port: nodeHttp.port, proxies: [nodeHttp.client, nodeHttp.server] },
     l4: { port: mesh.l4Port, proxies: [mesh.clientAgent, mesh.serverAgent] },
     l7: { port: mesh.l7Port, proxies: [mesh.clientAgent, mesh.serverAgent] },
   };

@@ -1,9 +1,9 @@
 // Medians across repeats, ratios against direct and against the HAProxy
 // pair, the targets with pass/fail, and the printed tables.
 
-export const PATHS = ['direct', 'haproxy', 'nodepipe', 'l4', 'l7'] as const;
+export const PATHS = ['direct', 'haproxy', 'nodepipe', 'l4', 'nodehttp', 'l7'] as const;
 export type PathName = (typeof PATHS)[number];
-export const PATH_LABEL: Record<PathName, string> = { direct: 'direct', haproxy: 'haproxy pair', nodepipe: 'node pipe pair', l4: 'amime L4 pair', l7: 'amime L7 pair' };
+export const PATH_LABEL: Record<PathName, string> = { direct: 'direct', haproxy: 'haproxy pair', nodepipe: 'node pipe pair', nodehttp: 'node http pair', l4: 'amime L4 pair', l7: 'amime L7 pair' };
 
 export const SHAPES = ['keepalive', 'single', 'close'] as const;
 export type ShapeName = (typeof SHAPES)[number];

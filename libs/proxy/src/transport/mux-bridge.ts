@@ -74,7 +74,10 @@ export function bridge(socket: Duplex, stream: MuxStream): Bridge {
   stream.onend = () => sock.end();
   stream.onreset = (reason) => {
     reset = reason;
-    sock.destroy();
+    // an RST, as a TCP proxy whose upstream reset would give: a cut stream must not look like a clean end
+    const rst = (sock as Duplex & { resetAndDestroy?: () => unknown }).resetAndDestroy;
+    if (typeof rst === 'function' && !sock.destroyed) rst.call(sock);
+    else sock.destroy();
   };
 
   sock.on('error', (err: Error) => {

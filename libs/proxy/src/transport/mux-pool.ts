@@ -4,7 +4,7 @@
 // session's handshake runs share that handshake.
 
 import type { TLSSocket } from 'node:tls';
-import { positiveInt } from './errors.js';
+import { TransportError, positiveInt } from './errors.js';
 import { MuxSession, type MuxStream } from './mux.js';
 import { ALPN_MUX } from './sni.js';
 import type { PeerConnectRequest, PeerConnector } from './peer-connector.js';
@@ -56,23 +56,23 @@ export class MuxPool {
       e = { sessions: [], connecting: undefined };
       this.#entries.set(key, e);
     }
-    // Two rounds: a session that filled up while we waited for a handshake sends us to a new one.
-    for (let round = 0; round < 2; round++) {
+    // A session that filled up while we waited for a handshake sends us round again (bounded).
+    for (let round = 0; round < 8; round++) {
       for (const s of e.sessions) if (s.available) return s.open();
       if (e.connecting === undefined) e.connecting = this.#connect(key, e, target);
       const s = await e.connecting;
       if (s.available) return s.open();
     }
-    return (await this.#connect(key, e, target)).open();
+    throw new TransportError('AMIME_ERR_PROXY_MUX_UNAVAILABLE', 'session_unavailable', `no mux session to ${target.address}:${target.port} could take a stream`);
   }
 
   async #connect(key: string, e: Entry, target: MuxTarget): Promise<MuxSession> {
     try {
-      if (this.#closed) throw new Error('the mux pool is closed');
+      if (this.#closed) throw new TransportError('AMIME_ERR_PROXY_MUX_CLOSED', 'pool_closed', 'the mux pool is closed');
       const socket = await this.#opts.connector.connect({ ...target, alpn: ALPN_MUX });
       if (this.#closed) {
         socket.destroy();
-        throw new Error('the mux pool is closed');
+        throw new TransportError('AMIME_ERR_PROXY_MUX_CLOSED', 'pool_closed', 'the mux pool is closed');
       }
       const session: MuxSession = new MuxSession(socket, {
         role: 'client',

@@ -30,6 +30,8 @@ const MAX_STREAM_ID = 0x7fff_ffff;
 const MAX_WINDOW = 0x7fff_ffff;
 const DEFAULT_WINDOW = 256 * 1024;
 const DEFAULT_MAX_STREAMS = 1024;
+/** After GOAWAY and its last stream, how long a server waits for the client to close first. */
+const GOAWAY_GRACE_MS = 2000;
 
 const T_OPEN = 1;
 const T_DATA = 2;
@@ -233,7 +235,10 @@ export class MuxSession {
   #lastId = 0;
   #goingAway = false;
   #closed = false;
+  /** Our FIN is sent: nothing more may be written. */
+  #ending = false;
   #idleTimer: NodeJS.Timeout | undefined;
+  #graceTimer: NodeJS.Timeout | undefined;
 
   // Frames queued this turn of the event loop, written as one buffer by #flush.
   #qType: number[] = [];
@@ -288,12 +293,18 @@ export class MuxSession {
     return s;
   }
 
-  /** No new streams: a server tells the client; the session closes once its streams are done. */
+  /**
+   * No new streams. A client closes once its streams are done. A server tells
+   * the client (GOAWAY), keeps refusing OPENs that crossed it, and lets the
+   * client close first, so a stream opened in that round trip is refused
+   * rather than lost; it closes by itself only if the client does not.
+   */
   goAway(): void {
     if (this.#closed || this.#goingAway) return;
     this.#goingAway = true;
+    this.#disarmIdle();
     if (this.#role === 'server') this._queue(T_GOAWAY, 0, undefined, 0);
-    if (this.#streams.size === 0) this.#closeGracefully();
+    if (this.#streams.size === 0) this.#afterLastStream();
   }
 
   /** Closes the connection; open streams are reset ('connection_lost'). */
@@ -301,6 +312,7 @@ export class MuxSession {
     if (this.#closed) return;
     this.#closed = true;
     this.#disarmIdle();
+    if (this.#graceTimer !== undefined) clearTimeout(this.#graceTimer);
     const streams = [...this.#streams.values()];
     this.#streams.clear();
     for (const s of streams) s._reset('connection_lost');
@@ -316,7 +328,7 @@ export class MuxSession {
 
   /** @internal Queue one frame; `num` is RESET's code or CREDIT's amount. */
   _queue(type: number, id: number, payload: Buffer | undefined, num: number): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#ending) return;
     this.#qType.push(type);
     this.#qId.push(id);
     this.#qPayload.push(payload);
@@ -331,7 +343,7 @@ export class MuxSession {
   readonly #flush = (): void => {
     this.#flushScheduled = false;
     const n = this.#qType.length;
-    if (this.#closed || n === 0 || this.#socket.destroyed) return;
+    if (this.#closed || n === 0 || this.#ending || this.#socket.destroyed || this.#socket.writableEnded) return;
     const out = Buffer.allocUnsafe(this.#qBytes);
     let pos = 0;
     for (let i = 0; i < n; i++) {
@@ -406,7 +418,7 @@ export class MuxSession {
     switch (type) {
       case T_DATA: {
         const s = this.#stream(id, 'DATA');
-        if (s !== undefined) s._data(buf.subarray(start, start + len));
+        if (s !== undefined) this.#guard(s, () => s._data(buf.subarray(start, start + len)));
         return;
       }
       case T_OPEN: {
@@ -421,12 +433,13 @@ export class MuxSession {
         }
         this.#streams.set(id, s);
         this.#disarmIdle();
-        this.#opts.onStream!(s);
+        this.#guard(s, () => this.#opts.onStream!(s));
         return;
       }
       case T_END: {
         if (len !== 0) throw new MuxProtocolError('bad_frame_length', `END with a ${len}-byte payload`);
-        this.#stream(id, 'END')?._end();
+        const s = this.#stream(id, 'END');
+        if (s !== undefined) this.#guard(s, () => s._end());
         return;
       }
       case T_RESET: {
@@ -440,7 +453,8 @@ export class MuxSession {
         if (len !== 4) throw new MuxProtocolError('bad_frame_length', `CREDIT with a ${len}-byte payload`);
         const n = buf.readUInt32BE(start);
         if (n === 0) throw new MuxProtocolError('bad_credit', `stream ${id}: CREDIT of 0`);
-        this.#stream(id, 'CREDIT')?._credit(n);
+        const s = this.#stream(id, 'CREDIT');
+        if (s !== undefined) this.#guard(s, () => s._credit(n));
         return;
       }
       case T_GOAWAY: {
@@ -451,6 +465,21 @@ export class MuxSession {
       }
       default:
         throw new MuxProtocolError('unknown_frame', `unknown frame type ${type}`);
+    }
+  }
+
+  /** A handler that throws resets its own stream, not the session; protocol errors still end the session. */
+  #guard(s: MuxStream, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      if (err instanceof MuxProtocolError) throw err;
+      s.reset('cancel');
+      try {
+        s.onreset('cancel');
+      } catch {
+        // already failing: the stream is gone either way
+      }
     }
   }
 
@@ -468,8 +497,21 @@ export class MuxSession {
     if (this.#streams.get(s.id) !== s) return;
     this.#streams.delete(s.id);
     if (this.#streams.size > 0) return;
-    if (this.#goingAway) this.#closeGracefully();
+    if (this.#goingAway) this.#afterLastStream();
     else this.#armIdle();
+  }
+
+  #afterLastStream(): void {
+    if (this.#role === 'client') {
+      this.#closeGracefully();
+      return;
+    }
+    if (this.#graceTimer !== undefined) return;
+    this.#graceTimer = setTimeout(() => {
+      this.#graceTimer = undefined;
+      if (this.#streams.size === 0) this.#closeGracefully();
+    }, GOAWAY_GRACE_MS);
+    this.#graceTimer.unref();
   }
 
   #closeGracefully(): void {
@@ -477,7 +519,10 @@ export class MuxSession {
     setImmediate(() => {
       if (this.#closed || this.#streams.size > 0) return;
       if (this.#qType.length > 0) this.#flush();
+      this.#ending = true;
       this.#socket.end();
+      // a peer that never answers our FIN (half-open) is cut after the grace
+      setTimeout(() => this.destroy(), GOAWAY_GRACE_MS).unref();
       // the peer answers with its own FIN; 'end' then destroys the session
     });
   }
@@ -494,6 +539,10 @@ export class MuxSession {
   /** Idle close: no new streams, and the connection ends now that none is open. */
   goAwayAndClose(): void {
     if (this.#closed) return;
+    if (this.#role === 'server') {
+      this.goAway();
+      return;
+    }
     this.#goingAway = true;
     this.#closeGracefully();
   }
