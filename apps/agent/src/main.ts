@@ -37,7 +37,7 @@ const drainMs = drain[2] === 'ms' ? Number(drain[1]) : Number(drain[1]) * 1000;
 
 let config: AgentConfig;
 try {
-  config = loadAgentConfig(values['config']);
+  config = await loadAgentConfig(values['config']);
 } catch (err) {
   if (err instanceof ValidationError || err instanceof AgentConfigError) fail(err.message, 78);
   throw err;

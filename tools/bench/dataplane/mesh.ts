@@ -63,7 +63,7 @@ export interface MeshPair {
   setupS: number;
 }
 
-/** The agent as one esbuild bundle, built like `nx run agent:build` but under dist/bench (externals resolve from the workspace). */
+/** The agent as one esbuild bundle, built like `nx run agent:build` but under dist/bench. */
 async function buildAgentBundle(): Promise<string> {
   const outfile = join(workspace, 'dist', 'bench', 'dataplane-agent', 'main.mjs');
   await build({
@@ -73,7 +73,8 @@ async function buildAgentBundle(): Promise<string> {
     target: 'node20',
     format: 'esm',
     outfile,
-    packages: 'external',
+    // dependencies bundled in, as apps/agent's build does (Node 20 importing CommonJS from ESM costs ~10 MB RSS)
+    banner: { js: "import { createRequire as __amimeRequire } from 'node:module'; const require = __amimeRequire(import.meta.url);" },
     tsconfig: join(workspace, 'tsconfig.base.json'),
     logLevel: 'error',
   });

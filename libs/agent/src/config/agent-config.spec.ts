@@ -27,9 +27,9 @@ workloads:
     httpProxyPort: 15001
 `;
 
-const issuesOf = (text: string): string[] => {
+const issuesOf = async (text: string): Promise<string[]> => {
   try {
-    parseAgentConfig(text, '/etc/amime');
+    await parseAgentConfig(text, '/etc/amime');
   } catch (err) {
     assert.ok(err instanceof ValidationError, String(err));
     return err.issues.map((i) => `${i.path}: ${i.message}`);
@@ -38,8 +38,8 @@ const issuesOf = (text: string): string[] => {
 };
 
 describe('agent config', () => {
-  test('a full config parses with defaults and paths resolved against the file', () => {
-    const c = parseAgentConfig(good, '/etc/amime');
+  test('a full config parses with defaults and paths resolved against the file', async () => {
+    const c = await parseAgentConfig(good, '/etc/amime');
     assert.equal(c.node, 'vm1');
     assert.equal(c.dataDir, '/etc/amime/state');
     assert.equal(c.ca.bundle, '/etc/amime/ca/bundle.pem');
@@ -51,7 +51,7 @@ describe('agent config', () => {
     assert.equal(c.workloads[0]!.upstreams[0]!.protocol, undefined);
   });
 
-  test('each bad field is named', () => {
+  test('each bad field is named', async () => {
     const cases: [string, string, RegExp][] = [
       ['node: vm1', 'node: VM_1', /^node: /],
       ['url: "wss://127.0.0.1:8444/v1/push"', 'url: "ws://127.0.0.1:8444/v1/push"', /^controlPlane\.url: must use wss:/],
@@ -66,17 +66,32 @@ describe('agent config', () => {
     ];
     for (const [from, to, expected] of cases) {
       assert.ok(good.includes(from), from);
-      const issues = issuesOf(good.replace(from, to));
+      const issues = await issuesOf(good.replace(from, to));
       assert.ok(issues.some((i) => expected.test(i)), `${to}: ${issues.join(' | ')}`);
     }
   });
 
-  test('YAML aliases and unreadable or malformed files get a clear error', () => {
-    assert.throws(() => parseAgentConfig('a: &x 1\nb: *x\n', '/'), AgentConfigError);
-    assert.throws(() => parseAgentConfig('node: [', '/'), /not valid YAML or JSON/);
-    assert.throws(() => loadAgentConfig('/nonexistent/amime-agent.yaml'), /cannot read the agent config \/nonexistent/);
+  test('YAML aliases and unreadable or malformed files get a clear error', async () => {
+    await assert.rejects(parseAgentConfig('a: &x 1\nb: *x\n', '/'), AgentConfigError);
+    await assert.rejects(parseAgentConfig('node: [', '/'), /not valid YAML or JSON/);
+    await assert.rejects(loadAgentConfig('/nonexistent/amime-agent.yaml'), /cannot read the agent config \/nonexistent/);
     const dir = mkdtempSync(join(tmpdir(), 'amime-agent-config-'));
     writeFileSync(join(dir, 'agent.yaml'), good);
-    assert.equal(loadAgentConfig(join(dir, 'agent.yaml')).dataDir, join(dir, 'state'));
+    assert.equal((await loadAgentConfig(join(dir, 'agent.yaml'))).dataDir, join(dir, 'state'));
+  });
+
+  test('a JSON config reads the same as its YAML form', async () => {
+    const { parse } = await import('yaml');
+    const doc = parse(good) as Record<string, unknown>;
+    const json = JSON.stringify(doc, null, 2);
+    assert.deepEqual(await parseAgentConfig(json, '/etc/amime'), await parseAgentConfig(good, '/etc/amime'));
+    assert.deepEqual(await parseAgentConfig(`\n ${JSON.stringify(doc)}`, '/etc/amime'), await parseAgentConfig(good, '/etc/amime'));
+    // Duplicate keys, which JSON.parse would let through, are refused as in YAML, also nested and escaped.
+    await assert.rejects(parseAgentConfig(json.replace('"node": "vm1",', '"node": "vm1", "node": "vm2",'), '/'), /not valid YAML or JSON/);
+    await assert.rejects(parseAgentConfig(json.replace('"port": 15443,', '"port": 15443, "p\\u006frt": 1,'), '/'), /not valid YAML or JSON/);
+    // The same key in different objects, or as a string value, is fine.
+    const c = await parseAgentConfig(json.replace('"zone": "eu-1",', '"zone": "port",'), '/etc/amime');
+    assert.equal(c.zone, 'port');
+    await assert.rejects(parseAgentConfig('{"node": ', '/'), /not valid YAML or JSON/);
   });
 });

@@ -2,7 +2,6 @@
 // control plane are, its ports, and the local workloads it fronts with the
 // upstreams each may call. Validated once at start; errors name the field.
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { isAbsolute, resolve, dirname } from 'node:path';
 import {
   array,
@@ -115,23 +114,23 @@ export class AgentConfigError extends Error {
 }
 
 /** Parses and validates config text; relative paths resolve against `baseDir`. */
-export function parseAgentConfig(text: string, baseDir: string, what = 'agent config'): AgentConfig {
-  let doc: unknown;
-  try {
-    doc = parseJsonStrict(text) ?? loadYaml().parse(text, { maxAliasCount: 0 });
-  } catch (err) {
-    throw new AgentConfigError(`${what}: not valid YAML or JSON: ${(err as Error).message}`);
+export async function parseAgentConfig(text: string, baseDir: string, what = 'agent config'): Promise<AgentConfig> {
+  let doc = parseJsonStrict(text);
+  if (doc === undefined) {
+    // yaml is imported only here, not at startup: it is a few MB of resident
+    // memory the agent would carry for its whole life, and a JSON config (JSON
+    // is YAML, read the same way) never needs it.
+    const { parse } = await import('yaml');
+    try {
+      doc = parse(text, { maxAliasCount: 0 });
+    } catch (err) {
+      throw new AgentConfigError(`${what}: not valid YAML or JSON: ${(err as Error).message}`);
+    }
   }
   const cfg = validate(agentConfigSchema, doc, what);
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   return { ...cfg, dataDir: abs(cfg.dataDir), ca: { ...cfg.ca, bundle: abs(cfg.ca.bundle) } };
 }
-
-// yaml is required on first use, not imported: it is several MB of resident
-// memory the agent would otherwise carry for its whole life, and a JSON config
-// (JSON is YAML, parsed the same) never needs it.
-let yaml: typeof import('yaml') | undefined;
-const loadYaml = () => (yaml ??= createRequire(import.meta.url)('yaml') as typeof import('yaml'));
 
 /**
  * The document if `text` is JSON that the YAML parser would read the same way,
@@ -174,7 +173,7 @@ function hasDuplicateKeys(json: string): boolean {
   return false;
 }
 
-export function loadAgentConfig(file: string): AgentConfig {
+export async function loadAgentConfig(file: string): Promise<AgentConfig> {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
