@@ -6,3 +6,4 @@ export { LastGoodConfig, type HeldConfig } from './config/last-good.js';
 export { MeshState, serviceKey } from './mesh/mesh-state.js';
 export { MeshRuntime } from './mesh/mesh-runtime.js';
 export * from './identity/index.js';
+export { AGENT_NODE_FLAGS } from './node-flags.js';

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { build } from 'esbuild';
 import { adminCredential, freePort, initCa, request, runAgent, serveCa, serveControlPlane, workspace, writeAgentConfig } from './fixtures.js';
+import { AGENT_NODE_FLAGS } from '@amime/agent';
 import { spawnReady, track } from './children.js';
 import type { ChildProcess } from 'node:child_process';
 
@@ -95,7 +96,11 @@ async function startAgent(runtime: AgentRuntime, bundle: string | undefined, nod
   }
   // AMIME_BENCH_PROF=dir: a CPU profile per agent, written when it exits.
   const prof = process.env['AMIME_BENCH_PROF'] ? ['--cpu-prof', `--cpu-prof-dir=${process.env['AMIME_BENCH_PROF']}`, `--cpu-prof-name=agent-${node}.cpuprofile`] : [];
-  const { child, line } = await spawnReady<{ admin: string; inbound: number }>(process.execPath, [...prof, bundle!, 'run', '--config', config, '--token', token, '--drain', '2s'], 'serving', { cwd: workspace });
+  // The agent's own node flags, as every launcher uses them; AMIME_BENCH_AGENT_FLAGS='--flag ...'
+  // replaces them (to compare V8 settings).
+  const override = process.env['AMIME_BENCH_AGENT_FLAGS'];
+  const flags = override !== undefined ? override.split(/\s+/).filter(Boolean) : [...AGENT_NODE_FLAGS];
+  const { child, line } = await spawnReady<{ admin: string; inbound: number }>(process.execPath, [...flags, ...prof, bundle!, 'run', '--config', config, '--token', token, '--drain', '2s'], 'serving', { cwd: workspace });
   return { child, admin: line.admin, inbound: line.inbound };
 }
 

@@ -336,6 +336,7 @@ export class MuxSession {
     this.#qBytes += HEADER + (payload !== undefined ? payload.length : type === T_RESET ? 1 : type === T_CREDIT ? 4 : 0);
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
+      // after the poll phase: every socket that became readable in it has queued its frames
       setImmediate(this.#flush);
     }
   }
