@@ -10,7 +10,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { createTrustBundle, fromPem, peerChain, verifySvid } from '@amime/identity';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -45,7 +45,7 @@ let dbUpstreamPort: number;
 let proxyPort: number;
 let dbPort: number;
 const tcpServers: net.Server[] = [];
-const seen: { path: string; source: string | undefined; forged: boolean }[] = [];
+const seen: { path: string; source: string | undefined; forged: boolean; traceparent?: string | undefined }[] = [];
 const servers: http.Server[] = [];
 
 const caCall = (path: string, body?: unknown, method?: string): Promise<Reply> =>
@@ -173,14 +173,14 @@ before(async () => {
   }
   await apply(SERVICES);
   catalogPort = await listen((req, res) => {
-    if (req.url !== '/healthz') seen.push({ path: req.url ?? '', source: req.headers['x-amime-source-identity'] as string | undefined, forged: req.headers['x-amime-source-identity'] === 'spiffe://evil/ns/x/sa/y' });
+    if (req.url !== '/healthz') seen.push({ path: req.url ?? '', source: req.headers['x-amime-source-identity'] as string | undefined, forged: req.headers['x-amime-source-identity'] === 'spiffe://evil/ns/x/sa/y', traceparent: req.headers.traceparent as string | undefined });
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify({ service: 'catalog', path: req.url, caller: req.headers['x-amime-source-identity'] ?? null }));
   });
   webPort = await listen((_req, res) => res.end('web'));
   const catalog2Port = await listen((req, res) => {
     catalog2Hits++;
-    if (req.url !== '/healthz') seen.push({ path: req.url ?? '', source: req.headers['x-amime-source-identity'] as string | undefined, forged: req.headers['x-amime-source-identity'] === 'spiffe://evil/ns/x/sa/y' });
+    if (req.url !== '/healthz') seen.push({ path: req.url ?? '', source: req.headers['x-amime-source-identity'] as string | undefined, forged: req.headers['x-amime-source-identity'] === 'spiffe://evil/ns/x/sa/y', traceparent: req.headers.traceparent as string | undefined });
     setTimeout(() => {
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ service: 'catalog', instance: 2, path: req.url, caller: req.headers['x-amime-source-identity'] ?? null }));
@@ -199,7 +199,7 @@ before(async () => {
   dbUpstreamPort = await freePort();
   proxyPort = await freePort();
   writeFileSync(join(root, 'bundle.pem'), admin.bundlePem);
-  const common = { ca: { url: ca.url, bundle: join(root, 'bundle.pem') }, controlPlane: { url: `wss://127.0.0.1:${cpPort}/v1/push` }, inbound: { address: '127.0.0.1', port: 0, advertise: '127.0.0.1' }, admin: { port: 0 } };
+  const common = { ca: { url: ca.url, bundle: join(root, 'bundle.pem') }, controlPlane: { url: `wss://127.0.0.1:${cpPort}/v1/push` }, inbound: { address: '127.0.0.1', port: 0, advertise: '127.0.0.1' }, admin: { port: 0 }, accessLog: { path: 'access.log' } };
   vm1Config = writeAgentConfig(join(root, 'vm1'), {
     node: 'vm1',
     dataDir: 'state',
@@ -316,6 +316,31 @@ describe('agent end to end', () => {
     const m = await (await fetch(`${vm2!.admin}/metrics`)).text();
     assert.match(m, /amime_agent_tcp_connections_opened_total\{direction="inbound",service="shop\/db"\} [1-9]/);
     assert.match(m, /amime_agent_authorization_decisions_total\{service="shop\/db",result="deny",policy=""\} [1-9]/);
+  });
+
+  test('a trace crosses both agents: the app gets the callee hop as parent; both access logs carry it; TCP streams are logged', async () => {
+    const trace = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const r = await call('/traced?token=secret', { traceparent: `00-${trace}-00f067aa0ba902b7-01`, 'x-request-id': 'e2e-trace-1' });
+    assert.equal(r.status, 200);
+    const hit = seen.filter((x) => x.path.startsWith('/traced')).at(-1)!;
+    const m = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(hit.traceparent ?? '');
+    assert.ok(m, `catalog got traceparent ${hit.traceparent}`);
+    assert.equal(m[1], trace);
+    const lines = (dir: string) =>
+      readFileSync(join(root, dir, 'access.log'), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    // pino writes asynchronously: wait for the lines to land
+    const out = await until('vm1 logs the outbound request', () => lines('vm1').find((l) => l['request_id'] === 'e2e-trace-1' && l['direction'] === 'outbound'));
+    const inb = await until('vm2/vm3 log the inbound request', () => [...lines('vm2'), ...(existsSync(join(root, 'vm3', 'access.log')) ? lines('vm3') : [])].find((l) => l['request_id'] === 'e2e-trace-1' && l['direction'] === 'inbound'));
+    assert.deepEqual([out['trace_id'], out['parent_span_id'], out['source'], out['destination'], out['service'], out['status'], out['path'], out['method']], [trace, '00f067aa0ba902b7', WEB, CATALOG, 'shop/catalog', 200, '/traced', 'GET']);
+    assert.deepEqual([inb['trace_id'], inb['parent_span_id'], inb['span_id'], inb['source'], inb['destination'], inb['status'], inb['path']], [trace, out['span_id'], m[2], WEB, CATALOG, 200, '/traced']);
+    assert.ok(!JSON.stringify([out, inb]).includes('secret'), 'queries stay out of the access log');
+    // the earlier L4 exchange: one tcp line each side
+    const tcpIn = lines('vm2').find((l) => l['protocol'] === 'tcp' && l['direction'] === 'inbound' && l['service'] === 'shop/db' && l['error'] === undefined);
+    assert.ok(tcpIn, 'vm2 logged the allowed TCP stream');
+    assert.deepEqual([tcpIn['source'], tcpIn['destination'], tcpIn['bytes_received'], tcpIn['bytes_sent']], [WEB, DB, 9, 12]);
   });
 
   test('the HTTP proxy listener routes by Host', async () => {
@@ -562,5 +587,21 @@ spec:
     // A full handshake with the revoked SVID is refused as revoked; a resumption attempt as an unverified session.
     assert.match(metrics, /amime_agent_tls_handshake_failures_total\{side="inbound",reason="(revoked|session_not_verified)"\} [1-9]/);
     assert.match(metrics, /amime_agent_revoked_connections_closed_total [1-9]/);
+  });
+
+  test('every live /metrics (the control plane, each agent) passes promtool check metrics', async () => {
+    const { assertPromtoolClean } = await import('@amime/telemetry/testing');
+    const scrape = async (url: string) => (await fetch(url)).text();
+    const cpText = await scrape(`${cp!.metricsUrl}/metrics`);
+    await assertPromtoolClean(cpText, 'the control plane');
+    assert.match(cpText, /^amime_cp_anomalies_total\{kind="new_node"\} \d+$/m, 'every anomaly kind is exported from start');
+    for (const a of [vm1!, vm2!, vm3!]) {
+      const text = await scrape(`${a.admin}/metrics`);
+      await assertPromtoolClean(text, `agent ${a.node}`);
+      for (const kind of ['agent', 'workload', 'intermediate', 'root']) {
+        assert.match(text, new RegExp(`^amime_agent_certificate_expiry_timestamp_seconds\\{identity="[^"]+",kind="${kind}"\\} \\d+$`, 'm'), `${a.node}: ${kind} expiry`);
+      }
+    }
+    // The CA's live /metrics is checked by apps/ca/src/main.spec.ts (this file's CA fixture does not expose its metrics URL).
   });
 });

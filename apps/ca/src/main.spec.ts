@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
+import { assertPromtoolClean } from '@amime/telemetry/testing';
 
 const main = join(import.meta.dirname, 'main.ts');
 const run = (...args: string[]) =>
@@ -77,6 +78,7 @@ test('init, serve, and drain on SIGTERM; a second init refuses to overwrite', as
     const metrics = await (await fetch(metricsUrl)).text();
     assert.match(metrics, /^amime_ca_bundle_sequence 1$/m);
     assert.match(metrics, /amime_ca_certificate_expiry_timestamp_seconds\{kind="root"/);
+    await assertPromtoolClean(metrics, 'the CA process');
     child.kill('SIGTERM');
     const [code] = await once(child, 'exit');
     assert.equal(code, 0);

@@ -5,9 +5,9 @@ import { createServer } from 'node:http';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Registry, collectDefaultMetrics } from 'prom-client';
 import { CertificateAuthorityService, createCaMetrics, initCa, startCaServer, writeAdminCredential, type InitOptions } from '@amime/ca';
 import { writeFileAtomicSync } from '@amime/store';
+import { createProcessRegistry } from '@amime/telemetry';
 
 const USAGE = `usage:
   ca init  --dir DIR --trust-domain TD [--key-algorithm ec-p256|rsa-2048] [--admin-name NAME]
@@ -126,8 +126,7 @@ async function main(): Promise<void> {
   } else {
     ca = CertificateAuthorityService.open(dir);
   }
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'amime_ca_' });
+  const registry = createProcessRegistry('amime_ca_');
   const metrics = createCaMetrics(registry, ca);
   const running = await startCaServer(ca, { host, port: caPort, metrics });
   // Metrics and health live on a loopback HTTP port apart from the mTLS API.

@@ -18,6 +18,8 @@ import { createAgentMetrics, type AgentMetrics } from './metrics.js';
 import { startAdminServer, type AdminServer } from './admin-server.js';
 import { startInbound, type Inbound } from './inbound.js';
 import { startOutbound, type Outbound } from './outbound.js';
+import { openAccessLog, type AccessLog } from './access-log.js';
+import { OtlpExporter, spanOf } from './otlp.js';
 
 export type AgentLog = (event: Record<string, unknown>) => void;
 
@@ -116,12 +118,32 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
   const metrics = createAgentMetrics({
     controlPlaneConnected: () => push.connected,
     versions: () => runtime.state.versions,
-    certificates: () => identity.list().flatMap((c) => (c.notAfter ? [{ identity: c.spiffeId, kind: c.kind, notAfter: c.notAfter }] : [])),
+    certificates: () => identity.certificateExpiries(),
   });
+  runtime.onEjection((service, n) => metrics.ejections.inc({ service }, n));
+  // Every series from the start: a counter first seen at 1 shows no increase to rate() or alerts.
+  for (const type of RESOURCE_TYPES) metrics.configRejected.inc({ type }, 0);
 
   // 4. Data plane: inbound mTLS port, outbound listeners.
-  const inbound: Inbound = await startInbound({ config, identity, runtime: () => runtime, metrics, log });
-  const outbound: Outbound = await startOutbound({ config, identity, runtime: () => runtime, metrics, log });
+  // What each request and stream leaves behind: an access log line and, with a collector configured, a span.
+  const accessLog = config.accessLog ? await openAccessLog(config.accessLog.path) : undefined;
+  const spans = config.tracing ? new OtlpExporter({ endpoint: config.tracing.otlpEndpoint, resource: { 'service.name': 'amime-agent', 'host.name': config.node } }) : undefined;
+  const access: AccessLog | undefined =
+    accessLog || spans
+      ? {
+          log: (r) => {
+            accessLog?.log(r);
+            const span = spans && spanOf(r);
+            if (span) spans!.add(span);
+          },
+          close: async () => {
+            await accessLog?.close();
+            await spans?.close();
+          },
+        }
+      : undefined;
+  const inbound: Inbound = await startInbound({ config, identity, runtime: () => runtime, metrics, log, access });
+  const outbound: Outbound = await startOutbound({ config, identity, runtime: () => runtime, metrics, log, access });
 
   // 5. Registration, with health from active checks where configured.
   const health = new Map<string, HealthState>();
@@ -194,6 +216,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
         await push.stop();
         await identity.stop();
         await admin.close();
+        await access?.close();
       })()),
   };
 }

@@ -30,6 +30,7 @@ import type { IdentityManager } from './identity/index.js';
 import type { MeshRuntime } from './mesh/mesh-runtime.js';
 import { RequestRecorder, type AgentMetrics } from './metrics.js';
 import type { AgentLog } from './agent.js';
+import type { AccessLog } from './access-log.js';
 
 export interface Inbound {
   readonly port: number;
@@ -39,6 +40,7 @@ export interface Inbound {
 }
 
 interface InboundDepsIn {
+  access?: AccessLog | undefined;
   config: AgentConfig;
   identity: IdentityManager;
   runtime: () => MeshRuntime;
@@ -62,7 +64,7 @@ export function peerVerifier(identity: IdentityManager): VerifyPeerFn {
 }
 
 export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
-  const { config, identity, runtime, metrics, log } = deps;
+  const { config, identity, runtime, metrics, log, access } = deps;
   const peerIds = new WeakMap<Socket, string>();
   const workloads = new Map<string, LocalWorkload>();
   const tcpOpen = new Set<Socket>();
@@ -95,6 +97,7 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 32 });
     const lw: LocalWorkload = { w, agent, http: undefined as unknown as http.Server, limiter: undefined };
     const service = `${w.namespace}/${w.service}`;
+    const localApp = `${w.address}:${w.port}`;
     const handler = createInboundHandler({
       peerIdOf: (s) => peerIds.get(s),
       authorize: (peerId, method, rawTarget): AuthorizeResult => {
@@ -112,7 +115,31 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
       },
       local: { host: w.address, port: w.port, agent },
       onResult: (r) => {
-        recorder.record(service, r.peerId ?? '', r.status, r.durationMs);
+        recorder.record(service, r.peerId ?? '', r.status, r.durationMs, w.identity);
+        if (access) {
+          const q = r.path.indexOf('?');
+          access.log({
+            protocol: 'http',
+            direction: 'inbound',
+            service,
+            source: r.peerId ?? '',
+            destination: w.identity,
+            requestId: r.requestId,
+            traceId: r.trace.traceId,
+            spanId: r.trace.spanId,
+            parentSpanId: r.trace.parentSpanId,
+            sampled: r.trace.sampled,
+            upstream: localApp,
+            method: r.method,
+            // the query stays out of the log: it often carries tokens
+            path: q < 0 ? r.path : r.path.slice(0, q),
+            status: r.status,
+            durationMs: r.durationMs,
+            bytesReceived: r.requestBytes,
+            bytesSent: r.responseBytes,
+            error: r.error,
+          });
+        }
       },
     });
     const server = http.createServer(serverOptions(), handler);
@@ -188,6 +215,7 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
           return;
         }
         const local = net.connect({ host: lw.w.address, port: lw.w.port, noDelay: true });
+        const t0 = performance.now();
         let connected = false;
         local.once('connect', () => (connected = true));
         // the app refused the connection: tell the caller's agent, which counts it against this endpoint
@@ -200,8 +228,21 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
         void b.closed.then((r) => {
           tcpOpen.delete(local);
           metrics.connectionsClosed.inc({ direction: 'inbound', service });
-          metrics.bytes.inc({ direction: 'inbound', service, flow: 'received' }, r.bytesOut);
-          metrics.bytes.inc({ direction: 'inbound', service, flow: 'sent' }, r.bytesIn);
+          // the bridge's "in" is from the peer (to the app), its "out" from the app (to the peer)
+          metrics.bytes.inc({ direction: 'inbound', service, flow: 'received' }, r.bytesIn);
+          metrics.bytes.inc({ direction: 'inbound', service, flow: 'sent' }, r.bytesOut);
+          access?.log({
+            protocol: 'tcp',
+            direction: 'inbound',
+            service,
+            source: conn.peerId,
+            destination: lw.w.identity,
+            upstream: `${lw.w.address}:${lw.w.port}`,
+            durationMs: performance.now() - t0,
+            bytesReceived: r.bytesIn,
+            bytesSent: r.bytesOut,
+            error: r.reset ?? (r.error ? (r.error as NodeJS.ErrnoException).code ?? 'error' : undefined),
+          });
         });
       },
       onClose: () => muxSessions.delete(session),

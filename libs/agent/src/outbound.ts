@@ -34,6 +34,7 @@ import { serviceKey } from './mesh/mesh-state.js';
 import { RequestRecorder, type AgentMetrics } from './metrics.js';
 import { peerVerifier } from './inbound.js';
 import type { AgentLog } from './agent.js';
+import type { AccessLog } from './access-log.js';
 
 export interface Outbound {
   readonly listeners: { workload: string; upstream: string; port: number }[];
@@ -43,6 +44,7 @@ export interface Outbound {
 }
 
 interface OutboundDepsIn {
+  access?: AccessLog | undefined;
   config: AgentConfig;
   identity: IdentityManager;
   runtime: () => MeshRuntime;
@@ -83,7 +85,7 @@ interface Lease extends EndpointLease {
 }
 
 export async function startOutbound(deps: OutboundDepsIn): Promise<Outbound> {
-  const { config, identity, runtime, metrics, log } = deps;
+  const { config, identity, runtime, metrics, log, access } = deps;
   const connector = new PeerConnector({ context: (src) => identity.contextFor(src), verify: peerVerifier(identity) });
   // A rotated SVID: later connections present the new one; sessions of the old are dropped.
   identity.on('rotated', (id) => connector.forgetSessions(id));
@@ -172,8 +174,30 @@ export async function startOutbound(deps: OutboundDepsIn): Promise<Outbound> {
         budget,
         onResult: (r) => {
           const service = r.backend ? `${r.backend.namespace}/${r.backend.name}` : r.service ? `${r.service.namespace}/${r.service.name}` : '';
-          recorder.record(service, source, r.status, r.durationMs);
+          recorder.record(service, source, r.status, r.durationMs, r.destination ?? '');
           if (r.attempts > 1) metrics.retries.inc({ service }, r.attempts - 1);
+          access?.log({
+            protocol: 'http',
+            direction: 'outbound',
+            service,
+            source,
+            destination: r.destination,
+            requestId: r.requestId,
+            traceId: r.trace.traceId,
+            spanId: r.trace.spanId,
+            parentSpanId: r.trace.parentSpanId,
+            sampled: r.trace.sampled,
+            route: r.route,
+            upstream: r.endpoint,
+            method: r.method,
+            path: r.path,
+            status: r.status,
+            durationMs: r.durationMs,
+            retries: Math.max(0, r.attempts - 1),
+            bytesReceived: r.responseBytes,
+            bytesSent: r.requestBytes,
+            error: r.error,
+          });
         },
       });
       const server = http.createServer(serverOptions(), handler);
@@ -254,6 +278,18 @@ export async function startOutbound(deps: OutboundDepsIn): Promise<Outbound> {
       metrics.connectionsClosed.inc({ direction: 'outbound', service });
       metrics.bytes.inc({ direction: 'outbound', service, flow: 'sent' }, r.bytesOut);
       metrics.bytes.inc({ direction: 'outbound', service, flow: 'received' }, r.bytesIn);
+      access?.log({
+        protocol: 'tcp',
+        direction: 'outbound',
+        service,
+        source: w.identity,
+        destination: ep.identity,
+        upstream: `${ep.address}:${ep.port}`,
+        durationMs: performance.now() - t0,
+        bytesReceived: r.bytesIn,
+        bytesSent: r.bytesOut,
+        error: r.reset ?? (r.error ? (r.error as NodeJS.ErrnoException).code ?? 'error' : undefined),
+      });
       return;
     }
     log({ level: 'warn', event: 'tcp_upstream_unavailable', workload: `${w.namespace}/${w.service}`, service });

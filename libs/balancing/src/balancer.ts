@@ -58,6 +58,12 @@ export interface BalancerOptions {
   now?: () => number;
   /** Uniform in [0, 1); seeds the balancer's own generator (drawn from 4 times, at construction). Default Math.random. */
   random?: () => number;
+  /**
+   * Called once per ejection by outlier detection, after the endpoint is out
+   * (for metrics). An ejection skipped at maxEjectionPercent is not reported.
+   * Runs inside finish(); what it throws is swallowed.
+   */
+  onEject?: (endpoint: Endpoint) => void;
 }
 
 /** One endpoint's state, for the admin config dump and metrics. */
@@ -121,6 +127,7 @@ export class Balancer {
   private readonly defaultRttMs: number;
   private readonly tauMs: number;
   private readonly penaltyMs: number;
+  private readonly onEject: ((endpoint: Endpoint) => void) | undefined;
 
   private eps: EndpointState[] = [];
   private byKey = new Map<string, EndpointState>();
@@ -153,6 +160,8 @@ export class Balancer {
     this.defaultRttMs = positive('defaultRttMs', opts.defaultRttMs, DEFAULT_RTT_MS);
     this.tauMs = positive('ewmaDecayMs', opts.ewmaDecayMs, DEFAULT_EWMA_DECAY_MS);
     this.penaltyMs = positive('failurePenaltyMs', opts.failurePenaltyMs, DEFAULT_FAILURE_PENALTY_MS);
+    if (opts.onEject !== undefined && typeof opts.onEject !== 'function') bad('onEject must be a function');
+    this.onEject = opts.onEject;
     if (opts.outlier) {
       const o = opts.outlier;
       if (!Number.isInteger(o.consecutiveFailures) || o.consecutiveFailures < 1) {
@@ -399,6 +408,13 @@ export class Balancer {
     this.ejectedCount++;
     if (ep.ejectedUntil < this.nextExpiry) this.nextExpiry = ep.ejectedUntil;
     this.rebuildTiers();
+    if (this.onEject) {
+      try {
+        this.onEject(ep);
+      } catch {
+        // a listener's failure must not escape finish() (it never throws)
+      }
+    }
   }
 
   /** Ends ejections whose time is up (lazily: on pick, available, snapshot; no timers). */

@@ -14,7 +14,8 @@
 //   (counted in counters.panicPicks).
 // - Outlier detection: consecutive failures eject for base × n (capped), never
 //   more than maxEjectionPercent of the endpoints; ejections end by time,
-//   checked lazily; the multiplier decays by one per quiet period.
+//   checked lazily; the multiplier decays by one per quiet period; each
+//   ejection is reported to the onEject option (for metrics).
 // - Hot path: pick() allocates nothing (candidate tiers, cumulative weights and
 //   the ring are built on update() and ejection changes); only update() and the
 //   constructor throw (BalancingError), never pick/start/finish.

@@ -150,3 +150,56 @@ describe('outlier detection', () => {
     assert.ok(b.counters.panicPicks >= 20);
   });
 });
+
+describe('onEject', () => {
+  function withListener(count: number, onEject: (e: Endpoint) => void, outlier: Partial<OutlierOptions> = {}) {
+    const clock = new FakeClock();
+    const b = new Balancer({
+      algorithm: 'round-robin',
+      now: clock.now,
+      random: seededRandom(1),
+      outlier: { consecutiveFailures: 5, baseEjectionMs: BASE, maxEjectionPercent: 50, ...outlier },
+      onEject,
+    });
+    b.update(endpoints(count));
+    return { b, clock, h: handles(b, count) };
+  }
+
+  test('fires once per ejection, with the ejected endpoint, after it is out', () => {
+    const seen: { key: string; available: number }[] = [];
+    const { b, clock, h } = withListener(4, (e) => seen.push({ key: e.key, available: b.available }));
+    const keys = (): string[] => seen.map((s) => s.key);
+    const e = h.get('ep-1')!;
+    fail(b, e, 4);
+    assert.deepEqual(keys(), []);
+    fail(b, e, 1);
+    assert.deepEqual(seen[0], { key: 'ep-1', available: 3 });
+    // Failures while ejected do not eject again.
+    fail(b, e, 10);
+    assert.deepEqual(keys(), ['ep-1']);
+    // After the ejection ends, five more failures are a second ejection.
+    clock.advance(BASE);
+    fail(b, e, 5);
+    fail(b, h.get('ep-2')!, 5);
+    assert.deepEqual(keys(), ['ep-1', 'ep-1', 'ep-2']);
+    assert.equal(b.counters.ejections, 3);
+  });
+
+  test('an ejection skipped at maxEjectionPercent is not reported', () => {
+    const seen: string[] = [];
+    const { b, h } = withListener(4, (e) => seen.push(e.key), { maxEjectionPercent: 25 });
+    fail(b, h.get('ep-1')!, 5);
+    fail(b, h.get('ep-2')!, 5);
+    assert.deepEqual(seen, ['ep-1']);
+    assert.equal(b.counters.ejectionsSkipped, 1);
+  });
+
+  test('a throwing listener does not break finish() or the ejection', () => {
+    const { b, h } = withListener(4, () => {
+      throw new Error('listener bug');
+    });
+    assert.doesNotThrow(() => fail(b, h.get('ep-1')!, 5));
+    assert.equal(stats(b, 'ep-1').ejected, true);
+    assert.equal(b.available, 3);
+  });
+});

@@ -1,7 +1,7 @@
 // The push protocol's messages: JSON text frames over WebSocket (mTLS with the
 // agent's SVID).
 //
-//   agent → control plane: hello, ack, nack, register, heartbeat
+//   agent → control plane: hello, ack, nack, register, report, heartbeat
 //   control plane → agent: snapshot, delta, error, heartbeat
 //
 // The agent says hello with its node name, the resource types it subscribes to
@@ -62,6 +62,11 @@ export type DecodeErrorCode = (typeof DECODE_ERROR_CODES)[number];
 const resourceType = enumOf(RESOURCE_TYPES);
 const nonce = string({ minLength: 1, maxLength: 64, pattern: /^[A-Za-z0-9_-]+$/, patternName: 'a nonce (letters, digits, "_" or "-")' });
 const errorText = string({ maxLength: 4096 });
+/** "host:port" with an IPv4 address, a bracketed IPv6 address or a DNS name. */
+const hostPort = refine(string({ minLength: 3, maxLength: 262, pattern: /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, patternName: 'host:port' }), (v, path, issues) => {
+  const port = Number(v.slice(v.lastIndexOf(':') + 1));
+  if (port < 1 || port > 65535) issues.push({ path, message: `port ${port} is out of range 1-65535` });
+});
 
 // ---------------------------------------------------------------- agent → control plane
 
@@ -73,6 +78,8 @@ const hello = object({
   versions: record(resourceType as Schema<string>, version, { maxKeys: RESOURCE_TYPES.length }) as Schema<Partial<Record<ResourceType, string>>>,
   /** Types subscribed to; all of them when absent. */
   subscribe: optional(array(resourceType, { minItems: 1, maxItems: RESOURCE_TYPES.length })),
+  /** Where the agent serves /metrics (its admin listener), "host:port", for Prometheus discovery. */
+  metrics: optional(hostPort),
 });
 
 const ack = object({ type: literal('ack'), nonce, resourceType, version });
@@ -98,6 +105,38 @@ const instance = object({
 export type Instance = Infer<typeof instance>;
 
 const register = object({ type: literal('register'), instances: array(instance, { maxItems: 256 }) });
+
+/**
+ * Traffic the agent's inbound side saw during the last interval, per edge
+ * (verified source identity → local destination service, and the address the
+ * caller connected from), for the control plane's communication-pattern
+ * monitor. Counts are deltas over the interval. An agent with more edges
+ * sends several reports for one interval (same `seq`).
+ */
+const count = integer(0, Number.MAX_SAFE_INTEGER);
+const edgeCounts = object({
+  source: spiffeIdString({ workload: false }),
+  service: dns1123Name,
+  namespace: withDefault(dns1123Name, DEFAULT_NAMESPACE),
+  peerAddress: ipAddress,
+  /** HTTP requests and TCP connections (streams). */
+  requests: count,
+  /** HTTP 5xx answers and failed streams. */
+  errors: count,
+  /** Refused by authorization. */
+  denials: count,
+  bytesIn: count,
+  bytesOut: count,
+});
+export type EdgeCounts = Infer<typeof edgeCounts>;
+export const MAX_EDGES_PER_REPORT = 200;
+const report = object({
+  type: literal('report'),
+  /** Increases by one per interval. */
+  seq: integer(0, Number.MAX_SAFE_INTEGER),
+  intervalMs: integer(1000, 600_000),
+  edges: array(edgeCounts, { maxItems: MAX_EDGES_PER_REPORT }),
+});
 const heartbeat = object({ type: literal('heartbeat') });
 
 export type HelloMessage = Infer<typeof hello>;
@@ -105,9 +144,10 @@ export type AckMessage = Infer<typeof ack>;
 export type NackMessage = Infer<typeof nack>;
 export type RegisterMessage = Infer<typeof register>;
 export type HeartbeatMessage = Infer<typeof heartbeat>;
-export type ClientMessage = HelloMessage | AckMessage | NackMessage | RegisterMessage | HeartbeatMessage;
+export type ReportMessage = Infer<typeof report>;
+export type ClientMessage = HelloMessage | AckMessage | NackMessage | RegisterMessage | ReportMessage | HeartbeatMessage;
 
-export const clientMessage = taggedUnion('type', { hello, ack, nack, register, heartbeat }) as Schema<ClientMessage>;
+export const clientMessage = taggedUnion('type', { hello, ack, nack, register, report, heartbeat }) as Schema<ClientMessage>;
 
 // ---------------------------------------------------------------- control plane → agent
 
@@ -173,7 +213,7 @@ export type ServerMessage = SnapshotMessage | DeltaMessage | ErrorMessage | Hear
 
 export const serverMessage = taggedUnion('type', { snapshot, delta, error, heartbeat }) as Schema<ServerMessage>;
 
-export const CLIENT_MESSAGE_TYPES = ['hello', 'ack', 'nack', 'register', 'heartbeat'] as const;
+export const CLIENT_MESSAGE_TYPES = ['hello', 'ack', 'nack', 'register', 'report', 'heartbeat'] as const;
 export const SERVER_MESSAGE_TYPES = ['snapshot', 'delta', 'error', 'heartbeat'] as const;
 
 // ---------------------------------------------------------------- decoding

@@ -27,7 +27,7 @@ import {
 
 const port = integer(1, 65535);
 const path = string({ minLength: 1, maxLength: 4096 });
-const url = (scheme: 'https' | 'wss') =>
+const url = (scheme: 'https' | 'wss' | 'http') =>
   string({
     minLength: 1,
     maxLength: 2048,
@@ -94,6 +94,10 @@ export const agentConfigSchema = object({
     { address: '0.0.0.0', port: 15443, advertise: '127.0.0.1' },
   ),
   admin: withDefault(object({ address: withDefault(ipAddress, '127.0.0.1'), port: withDefault(integer(0, 65535), 15000) }), { address: '127.0.0.1', port: 15000 }),
+  /** JSON-lines access log of every request and TCP stream: "stdout", "stderr" or a file (relative to the config file). Off when absent. */
+  accessLog: optional(object({ path })),
+  /** Spans of each hop, exported as OTLP/HTTP JSON to `<otlpEndpoint>/v1/traces` (only sampled traces). Off when absent. */
+  tracing: optional(object({ otlpEndpoint: string({ minLength: 1, maxLength: 2048, refine: (s) => (/^https?:\/\/[^\s]+$/.test(s) ? undefined : { message: 'must be an http(s) URL', fix: 'use http://<collector>:4318' }) }) })),
   workloads: refine(array(workload, { maxItems: 256 }), (ws, p, issues) => {
     uniqueBy(ws, (w) => `${w.namespace}/${w.service}`, p, 'service', issues);
     const ports = new Map<number, string>();
@@ -129,7 +133,13 @@ export async function parseAgentConfig(text: string, baseDir: string, what = 'ag
   }
   const cfg = validate(agentConfigSchema, doc, what);
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
-  return { ...cfg, dataDir: abs(cfg.dataDir), ca: { ...cfg.ca, bundle: abs(cfg.ca.bundle) } };
+  const logPath = cfg.accessLog?.path;
+  return {
+    ...cfg,
+    dataDir: abs(cfg.dataDir),
+    ca: { ...cfg.ca, bundle: abs(cfg.ca.bundle) },
+    ...(logPath !== undefined && { accessLog: { path: logPath === 'stdout' || logPath === 'stderr' ? logPath : abs(logPath) } }),
+  };
 }
 
 /**

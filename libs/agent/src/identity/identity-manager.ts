@@ -17,7 +17,7 @@
 //   request running in parallel.
 // - TLS material is built once per rotation or trust change (contextFor).
 import { EventEmitter } from 'node:events';
-import { generateKeyPair as generateKeyPairCb, type KeyObject } from 'node:crypto';
+import { X509Certificate, generateKeyPair as generateKeyPairCb, type KeyObject } from 'node:crypto';
 import type tls from 'node:tls';
 import {
   CaClient,
@@ -110,6 +110,14 @@ export interface CertificateInfo {
   lastError?: string;
 }
 
+/** When a certificate the agent holds or trusts expires: an SVID, an intermediate of an SVID's chain, a trust root. */
+export interface CertificateExpiry {
+  /** The SPIFFE ID of an SVID; the subject of an intermediate or root (bounded by the CA's slots). */
+  identity: string;
+  kind: IdentityKind | 'intermediate' | 'root';
+  notAfter: Date;
+}
+
 export interface SvidCredential {
   spiffeId: string;
   /** Leaf then intermediate, as the CA returned them. */
@@ -181,6 +189,18 @@ function newKeyPair(algorithm: KeyAlgorithm): Promise<KeyPair> {
     if (algorithm === 'ec-p256') generateKeyPairCb('ec', { namedCurve: 'prime256v1' }, done);
     else generateKeyPairCb('rsa', { modulusLength: 2048, publicExponent: 0x10001 }, done);
   });
+}
+
+/** Subject and expiry of a CA certificate by its DER (the same Buffers live as long as the chain or bundle holding them). */
+const caCertInfo = new WeakMap<Buffer, { subject: string; notAfter: Date; selfSigned: boolean }>();
+function caCertificate(der: Buffer): { subject: string; notAfter: Date; selfSigned: boolean } {
+  let info = caCertInfo.get(der);
+  if (!info) {
+    const x = new X509Certificate(der);
+    info = { subject: x.subject.split('\n').join(', ') || `serial ${x.serialNumber.toLowerCase()}`, notAfter: new Date(x.validTo), selfSigned: x.issuer === x.subject };
+    caCertInfo.set(der, info);
+  }
+  return info;
 }
 
 const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
@@ -449,6 +469,28 @@ export class IdentityManager extends EventEmitter<IdentityEvents> {
   list(): CertificateInfo[] {
     const workloads = [...this.#workloads.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     return [this.#agent, ...workloads].map((slot) => this.#info(slot));
+  }
+
+  /**
+   * Every certificate the agent relies on and when it expires, for metrics:
+   * its SVIDs (agent, then workloads), the intermediates in their chains and
+   * the trust roots. An intermediate or root appears once per subject, with
+   * the earliest expiry among certificates of that subject.
+   */
+  certificateExpiries(): CertificateExpiry[] {
+    const out: CertificateExpiry[] = [];
+    const ca = new Map<string, CertificateExpiry>();
+    const addCa = (der: Buffer, kind: 'intermediate' | 'root') => {
+      const { subject, notAfter, selfSigned } = caCertificate(der);
+      if (kind === 'intermediate' && selfSigned) return; // a root sent along with a chain: reported from the bundle
+      const k = `${kind}\0${subject}`;
+      const held = ca.get(k);
+      if (!held || notAfter < held.notAfter) ca.set(k, { identity: subject, kind, notAfter });
+    };
+    for (const info of this.list()) if (info.notAfter) out.push({ identity: info.spiffeId, kind: info.kind, notAfter: info.notAfter });
+    for (const slot of this.#slots()) for (const der of slot.svid?.chain.slice(1) ?? []) addCa(der, 'intermediate');
+    for (const root of this.#trust.bundle.roots) addCa(root.der, 'root');
+    return [...out, ...ca.values()];
   }
 
   /** Renew `spiffeId` now (also what the timers do); resolves when the attempt is over, failed or not. */

@@ -23,7 +23,16 @@ export interface MeshRuntimeOptions {
   localZone?: string;
   now?: () => number;
   random?: () => number;
+  /** Outlier detection ejected an endpoint of `service` (for metrics); also settable later with onEjection(). */
+  onEject?: EjectionListener;
 }
+
+/**
+ * Told the service (`namespace/name`) whose endpoint outlier detection ejected
+ * (count 1), and once with count 0 when the service's balancer is built, so a
+ * counter series exists from the start (a counter first seen at 1 shows no increase).
+ */
+export type EjectionListener = (service: ServiceKey, count: number) => void;
 
 export class MeshRuntime {
   readonly #opts: MeshRuntimeOptions;
@@ -31,10 +40,21 @@ export class MeshRuntime {
   #state!: MeshState;
   #authorizer!: Authorizer;
   #routes = new Map<ServiceKey, RouteTable>();
+  #onEject: EjectionListener | undefined;
 
   constructor(state: MeshState, opts: MeshRuntimeOptions) {
     this.#opts = opts;
+    this.#onEject = opts.onEject;
     this.update(state);
+  }
+
+  /**
+   * Report every ejection by outlier detection to `listener` from now on, for
+   * balancers built before this call too (the runtime is built before the
+   * agent's metrics exist).
+   */
+  onEjection(listener: EjectionListener | undefined): void {
+    this.#onEject = listener;
   }
 
   get state(): MeshState {
@@ -114,12 +134,14 @@ export class MeshRuntime {
           ...(this.#opts.localZone !== undefined && { localZone: this.#opts.localZone }),
           ...(this.#opts.now && { now: this.#opts.now }),
           ...(this.#opts.random && { random: this.#opts.random }),
+          onEject: () => this.#onEject?.(svcKey, 1),
         }),
         signature,
         endpoints: undefined,
         subsetLabels: labels,
       };
       this.#balancers.set(key, entry);
+      this.#onEject?.(svcKey, 0);
     }
     if (entry.endpoints !== endpoints || entry.subsetLabels !== labels) {
       const inputs = (endpoints ?? []).map(toInput);

@@ -18,7 +18,7 @@ import { performance } from 'node:perf_hooks';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { parseSpiffeId, verifyPeer, type RevocationSet, type TrustBundle } from '@amime/identity';
 import { RESOURCE_TYPES, type Resource, type ResourceType } from '../resources.js';
-import { decodeClientMessage, MAX_CLIENT_FRAME_BYTES, PROTOCOL_VERSION, type ClientMessage, type Instance } from '../messages.js';
+import { decodeClientMessage, MAX_CLIENT_FRAME_BYTES, PROTOCOL_VERSION, type ClientMessage, type Instance, type ReportMessage } from '../messages.js';
 
 export const PUSH_PATH = '/v1/push';
 export const DEFAULT_MAX_CLIENT_FRAME_BYTES = MAX_CLIENT_FRAME_BYTES;
@@ -58,6 +58,8 @@ export interface PushSession {
   readonly node: string;
   readonly spiffeId: string;
   readonly address: string;
+  /** The agent's /metrics listener ("host:port"), as its hello said. */
+  readonly metrics: string | undefined;
   readonly connectedAt: Date;
 }
 
@@ -68,6 +70,8 @@ export interface PushServerHooks {
   /** Returns an error message to refuse (nothing is changed), or undefined. */
   onRegister?(session: PushSession, instances: Instance[]): Promise<string | undefined>;
   onHeartbeat?(session: PushSession): void;
+  /** Edge traffic an agent saw (for the communication-pattern monitor); must not throw. */
+  onReport?(session: PushSession, report: ReportMessage): void;
   onPush?(type: ResourceType, kind: 'snapshot' | 'delta'): void;
   /** `latencyMs`: from the first change the agent lacked to its ACK; undefined for the initial sync. */
   onAck?(type: ResourceType, latencyMs: number | undefined): void;
@@ -108,6 +112,7 @@ class Session implements PushSession {
   readonly connectedAt = new Date();
   readonly types = new Map<ResourceType, TypeState>();
   hello = false;
+  metrics: string | undefined;
   seq = 0;
   lastSeen = performance.now();
   /** Last frame sent: a heartbeat goes only to a session idle this long (any frame proves we live). */
@@ -289,6 +294,10 @@ export class PushServer {
     if (!s.hello) return this.#bad(s, 'hello_required', `say hello before ${msg.type}`);
     s.badFrames = 0;
     if (msg.type === 'ack' || msg.type === 'nack') return this.#answer(s, msg);
+    if (msg.type === 'report') {
+      this.#hooks.onReport?.(s, msg);
+      return;
+    }
     this.#register(s, msg.instances);
   }
 
@@ -310,6 +319,7 @@ export class PushServer {
       return;
     }
     s.hello = true;
+    s.metrics = msg.metrics;
     s.badFrames = 0;
     const previous = this.#sessions.get(s.node);
     if (previous && previous !== s) {

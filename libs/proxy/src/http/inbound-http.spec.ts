@@ -216,3 +216,29 @@ test('WebSocket upgrade passes through with the identity header; a denied upgrad
     await closeServer(wsApp);
   }
 });
+
+test('trace context: the caller trace is continued with a span of this hop; the request id is kept or made', async () => {
+  const trace = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const parent = '00f067aa0ba902b7';
+  const n = results.length;
+  await request(port, { path: '/traced', headers: ['Host', 'app', 'traceparent', `00-${trace}-${parent}-01`, 'X-Request-Id', 'req-42'] });
+  let seen = app.seen.at(-1)!;
+  const sent = String(seen.headers.traceparent);
+  const m = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(sent);
+  assert.ok(m, `app got traceparent ${sent}`);
+  assert.equal(m[1], trace, 'same trace');
+  assert.notEqual(m[2], parent, "the app's parent is this hop's span, not the caller's");
+  assert.equal(seen.headers['x-request-id'], 'req-42');
+  const deadline = Date.now() + 5000;
+  while (results.length === n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  const r = results.at(-1)!;
+  assert.deepEqual([r.trace.traceId, r.trace.parentSpanId, r.trace.spanId, r.requestId], [trace, parent, m[2], 'req-42']);
+
+  // none given (or a forged multi-line one): a new trace and a new request id, one header each
+  await request(port, { path: '/untraced', headers: ['Host', 'app', 'x-request-id', 'has space'] });
+  seen = app.seen.at(-1)!;
+  assert.match(String(seen.headers.traceparent), /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+  assert.match(String(seen.headers['x-request-id']), /^[0-9a-f]{8}-[0-9a-f]{4}-4/);
+  const count = (name: string) => seen.rawHeaders.filter((h, i) => i % 2 === 0 && h.toLowerCase() === name).length;
+  assert.deepEqual([count('traceparent'), count('x-request-id')], [1, 1]);
+});

@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream';
 import { forwardableHeaders, SOURCE_IDENTITY_HEADER } from './headers.js';
 import { relayBody } from './relay.js';
+import { REQUEST_ID_HEADER, TRACEPARENT_HEADER, formatTraceparent, requestIdFor, traceFor, type TraceContext } from './trace.js';
 import { checkRequest, respondError, respondErrorOnSocket } from './server-options.js';
 
 export type AuthorizeResult =
@@ -35,7 +36,13 @@ export interface InboundResult {
   /** Why the agent answered itself or the exchange broke; undefined when the app's response passed through whole. */
   readonly error: string | undefined;
   readonly upgrade: boolean;
+  /** This hop's span of the request's trace (continued from the caller's traceparent, or new). */
+  readonly trace: TraceContext;
+  /** x-request-id as sent to the app. */
+  readonly requestId: string;
 }
+
+type ResultCore = Omit<InboundResult, 'trace' | 'requestId'>;
 
 export interface InboundDeps {
   /** The verified SPIFFE ID of the peer on this connection (set by the caller when the mTLS handshake verified it). */
@@ -58,18 +65,25 @@ export interface InboundHandler {
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
 }
 
-const DROP_IDENTITY: ReadonlySet<string> = new Set([SOURCE_IDENTITY_HEADER]);
+// The identity header is never forwarded from a caller; the trace context is re-stamped with this hop's span.
+const DROP_IDENTITY: ReadonlySet<string> = new Set([SOURCE_IDENTITY_HEADER, TRACEPARENT_HEADER]);
+const DROP_IDENTITY_ID: ReadonlySet<string> = new Set([SOURCE_IDENTITY_HEADER, TRACEPARENT_HEADER, REQUEST_ID_HEADER]);
 
-type Admission = { ok: true; peerId: string; headers: string[]; path: string } | { ok: false; status: number; reason: string; peerId: string | undefined };
+interface Ids {
+  readonly trace: TraceContext;
+  readonly requestId: string;
+}
+
+type Admission = { ok: true; peerId: string; headers: string[]; path: string; ids: Ids } | { ok: false; status: number; reason: string; peerId: string | undefined; ids: Ids | undefined };
 
 export function createInboundHandler(deps: InboundDeps): InboundHandler {
   const now = deps.now ?? (() => performance.now());
   const local = deps.local;
 
-  function report(info: InboundResult): void {
+  function report(ids: Ids | undefined, info: ResultCore): void {
     if (!deps.onResult) return;
     try {
-      deps.onResult(info);
+      deps.onResult({ ...info, ...(ids ?? { trace: traceFor(undefined), requestId: requestIdFor(undefined).id }) });
     } catch {
       // a broken access logger must not break the data plane
     }
@@ -79,17 +93,20 @@ export function createInboundHandler(deps: InboundDeps): InboundHandler {
   function admit(req: IncomingMessage): Admission {
     // The identity header is dropped from what is forwarded before anything else reads
     // the request; only the verified peer ID is ever sent on.
-    const headers = forwardableHeaders(req.rawHeaders, DROP_IDENTITY);
+    const rid = requestIdFor(req.headers[REQUEST_ID_HEADER]);
+    const headers = forwardableHeaders(req.rawHeaders, rid.fresh ? DROP_IDENTITY_ID : DROP_IDENTITY);
+    const ids: Ids = { trace: traceFor(req.headers.traceparent), requestId: rid.id };
     const refusal = checkRequest(req);
     const peerId = deps.peerIdOf(req.socket);
-    if (refusal) return { ok: false, status: refusal.status, reason: refusal.reason, peerId };
-    if (!peerId) return { ok: false, status: 403, reason: 'unauthenticated', peerId };
+    if (refusal) return { ok: false, status: refusal.status, reason: refusal.reason, peerId, ids };
+    if (!peerId) return { ok: false, status: 403, reason: 'unauthenticated', peerId, ids };
     const method = req.method ?? '';
     const decision = deps.authorize(peerId, method, req.url ?? '');
-    if (!decision.allowed) return { ok: false, status: decision.status, reason: decision.reason, peerId };
-    if (deps.rateLimit && !deps.rateLimit(peerId)) return { ok: false, status: 429, reason: 'rate_limited', peerId };
-    headers.push(SOURCE_IDENTITY_HEADER, peerId);
-    return { ok: true, peerId, headers, path: decision.query ? `${decision.path}?${decision.query}` : decision.path };
+    if (!decision.allowed) return { ok: false, status: decision.status, reason: decision.reason, peerId, ids };
+    if (deps.rateLimit && !deps.rateLimit(peerId)) return { ok: false, status: 429, reason: 'rate_limited', peerId, ids };
+    headers.push(SOURCE_IDENTITY_HEADER, peerId, TRACEPARENT_HEADER, formatTraceparent(ids.trace));
+    if (rid.fresh) headers.push(REQUEST_ID_HEADER, rid.id);
+    return { ok: true, peerId, headers, path: decision.query ? `${decision.path}?${decision.query}` : decision.path, ids };
   }
 
   function localRequest(method: string, path: string, headers: string[]): ClientRequest {
@@ -105,15 +122,15 @@ export function createInboundHandler(deps: InboundDeps): InboundHandler {
     try {
       a = admit(req);
     } catch {
-      a = { ok: false, status: 500, reason: 'proxy_error', peerId: undefined };
+      a = { ok: false, status: 500, reason: 'proxy_error', peerId: undefined, ids: undefined };
     }
     if (!a.ok) {
       respondError(res, a.status, a.reason, a.status === 400 || a.status >= 500);
       req.resume();
-      report({ peerId: a.peerId, method, path: req.url ?? '', status: a.status, durationMs: now() - t0, requestBytes: 0, responseBytes: 0, error: a.reason, upgrade: false });
+      report(a.ids, { peerId: a.peerId, method, path: req.url ?? '', status: a.status, durationMs: now() - t0, requestBytes: 0, responseBytes: 0, error: a.reason, upgrade: false });
       return;
     }
-    const { peerId, path } = a;
+    const { peerId, path, ids } = a;
     let requestBytes = 0;
     let responseBytes = 0;
     let done = false;
@@ -122,7 +139,7 @@ export function createInboundHandler(deps: InboundDeps): InboundHandler {
       if (done) return;
       done = true;
       if (timer) clearTimeout(timer);
-      report({ peerId, method, path, status, durationMs: now() - t0, requestBytes, responseBytes, error, upgrade: false });
+      report(ids, { peerId, method, path, status, durationMs: now() - t0, requestBytes, responseBytes, error, upgrade: false });
     };
     const headers = a.headers;
     if (req.headers['transfer-encoding'] !== undefined) headers.push('Transfer-Encoding', 'chunked');
@@ -180,20 +197,20 @@ export function createInboundHandler(deps: InboundDeps): InboundHandler {
     try {
       a = admit(req);
     } catch {
-      a = { ok: false, status: 500, reason: 'proxy_error', peerId: undefined };
+      a = { ok: false, status: 500, reason: 'proxy_error', peerId: undefined, ids: undefined };
     }
     if (!a.ok) {
       respondErrorOnSocket(socket, a.status, a.reason);
-      report({ peerId: a.peerId, method, path: req.url ?? '', status: a.status, durationMs: now() - t0, requestBytes: 0, responseBytes: 0, error: a.reason, upgrade: true });
+      report(a.ids, { peerId: a.peerId, method, path: req.url ?? '', status: a.status, durationMs: now() - t0, requestBytes: 0, responseBytes: 0, error: a.reason, upgrade: true });
       return;
     }
-    const { peerId, path } = a;
+    const { peerId, path, ids } = a;
     let done = false;
     let upgraded = false;
     const finish = (status: number, error: string | undefined): void => {
       if (done) return;
       done = true;
-      report({ peerId, method, path, status, durationMs: now() - t0, requestBytes: 0, responseBytes: 0, error, upgrade: true });
+      report(ids, { peerId, method, path, status, durationMs: now() - t0, requestBytes: 0, responseBytes: 0, error, upgrade: true });
     };
     a.headers.push('Connection', 'Upgrade', 'Upgrade', req.headers.upgrade ?? 'websocket');
     const up = localRequest(method, path, a.headers);

@@ -29,6 +29,7 @@ export {
 } from './route-table.js';
 export { RetryBudget, RetryBudgetError, type RetryBudgetOptions, type RetryBudgetLike } from './retry-budget.js';
 export { MAX_REPLAY_BODY_BYTES } from './body.js';
+export { TRACEPARENT_HEADER, REQUEST_ID_HEADER, parseTraceparent, traceFor, formatTraceparent, requestIdFor, type TraceContext } from './trace.js';
 export {
   createOutboundHandler,
   type OutboundDeps,

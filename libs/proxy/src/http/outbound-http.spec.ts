@@ -524,3 +524,30 @@ test('the route timeout also bounds a slow request body being buffered for retri
   assert.ok(r.closed, 'the half-read request closes the connection');
   assert.equal(a.seen.length, 0);
 });
+
+test("trace context: the app's trace is continued with this hop's span (kept across retries); one is started when absent", async () => {
+  const a = await backend(fail503);
+  const b = await backend(ok('b'));
+  const m = await mesh([route('shop', [{ backends: [{ service: 'shop', weight: 1 }], retries: { attempts: 2, on: ['5xx'] } }])], { shop: [a.port, b.port] });
+  const trace = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const parent = '00f067aa0ba902b7';
+  const r = await request(m.port, { path: '/t?q=1', headers: ['Host', 'shop', 'traceparent', `00-${trace}-${parent}-01`, 'x-request-id', 'app-7'] });
+  assert.equal(r.status, 200);
+  const sent = [a.seen.at(-1)!, b.seen.at(-1)!].map((s) => String(s.headers.traceparent));
+  const m0 = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(sent[0]!);
+  assert.ok(m0, sent[0]);
+  assert.equal(m0[1], trace);
+  assert.notEqual(m0[2], parent);
+  assert.equal(sent[1], sent[0], 'a retry is the same span of this hop');
+  assert.equal(b.seen.at(-1)!.headers['x-request-id'], 'app-7');
+  const res = await m.result();
+  assert.deepEqual([res.trace.traceId, res.trace.spanId, res.trace.parentSpanId, res.requestId, res.path, res.destination], [trace, m0[2], parent, 'app-7', '/t', 'spiffe://td/ns/shop/sa/shop']);
+
+  await request(m.port, { path: '/n', headers: { host: 'shop' } });
+  const seen = b.seen.at(-1)!;
+  assert.match(String(seen.headers.traceparent), /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+  assert.match(String(seen.headers['x-request-id']), /^[0-9a-f]{8}-[0-9a-f]{4}-4/);
+  const second = await waitResult(m, 2);
+  assert.equal(second.trace.parentSpanId, undefined);
+  assert.equal(String(seen.headers.traceparent).slice(3, 35), second.trace.traceId);
+});

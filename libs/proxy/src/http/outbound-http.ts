@@ -25,6 +25,7 @@ import { pipeline } from 'node:stream';
 import { declaredLength, hasBody, MAX_REPLAY_BODY_BYTES, readBody } from './body.js';
 import { forwardableHeaders, MIRROR_HEADER } from './headers.js';
 import { Cancellation, relayBody } from './relay.js';
+import { REQUEST_ID_HEADER, TRACEPARENT_HEADER, formatTraceparent, requestIdFor, traceFor, type TraceContext } from './trace.js';
 import type { RetryBudgetLike } from './retry-budget.js';
 import {
   RETRY_ON_5XX,
@@ -96,7 +97,19 @@ export interface OutboundResult {
   /** Why the agent answered itself or the exchange broke (x-amime-error value, 'client_closed', 'upstream_aborted'); undefined when an upstream response was passed through whole. */
   readonly error: string | undefined;
   readonly upgrade: boolean;
+  /** This hop's span of the request's trace (continued from the app's traceparent, or new). */
+  readonly trace: TraceContext;
+  /** x-request-id as sent upstream. */
+  readonly requestId: string;
+  /** The request path as the app sent it (without the query). */
+  readonly path: string;
+  /** SPIFFE ID of the endpoint of the last attempt. */
+  readonly destination: string | undefined;
 }
+
+/** What a request's report carries beyond the per-outcome fields. */
+type ResultBase = Pick<OutboundResult, 'trace' | 'requestId' | 'path'>;
+type ResultCore = Omit<OutboundResult, keyof ResultBase | 'destination'> & { destination?: string | undefined };
 
 export interface OutboundDeps {
   /** The service a request is for: fixed per listener, or from Host on the HTTP-proxy listener. */
@@ -137,7 +150,11 @@ export interface OutboundHandler {
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
-const DROP_CONTENT_LENGTH: ReadonlySet<string> = new Set(['content-length']);
+// The trace context is always re-stamped with this hop's span; a request id only when the app's was unusable.
+const DROP_TRACE: ReadonlySet<string> = new Set([TRACEPARENT_HEADER]);
+const DROP_TRACE_ID: ReadonlySet<string> = new Set([TRACEPARENT_HEADER, REQUEST_ID_HEADER]);
+const DROP_TRACE_CL: ReadonlySet<string> = new Set([TRACEPARENT_HEADER, 'content-length']);
+const DROP_TRACE_ID_CL: ReadonlySet<string> = new Set([TRACEPARENT_HEADER, REQUEST_ID_HEADER, 'content-length']);
 const MAX_BACKOFF_MS = 250;
 const CLIENT_CLOSED = 'client_closed';
 const ROUTE_TIMEOUT = 'timeout';
@@ -232,10 +249,10 @@ export function createOutboundHandler(deps: OutboundDeps): OutboundHandler {
   const mirrorTimeoutDefault = deps.mirrorTimeoutMs ?? 10_000;
   const mirrors = { inFlight: 0, dropped: 0, sent: 0 };
 
-  function report(info: OutboundResult): void {
+  function report(base: ResultBase, info: ResultCore): void {
     if (!deps.onResult) return;
     try {
-      deps.onResult(info);
+      deps.onResult({ ...info, ...base, destination: info.destination });
     } catch {
       // a broken access logger must not break the data plane
     }
@@ -338,9 +355,28 @@ export function createOutboundHandler(deps: OutboundDeps): OutboundHandler {
     else r.end();
   }
 
+  /** The ids of a request: its trace continued (or started) with this hop's span, and its request id. */
+  function idsOf(req: IncomingMessage): { base: ResultBase; freshId: boolean } {
+    const trace = traceFor(req.headers.traceparent);
+    const rid = requestIdFor(req.headers[REQUEST_ID_HEADER]);
+    return { base: { trace, requestId: rid.id, path: splitTarget(req.url ?? '/').path }, freshId: rid.fresh };
+  }
+
+  /** The headers to send upstream: hygiene, then this hop's traceparent (and a request id when needed). */
+  function upstreamHeaders(req: IncomingMessage, ids: { base: ResultBase; freshId: boolean }, dropContentLength: boolean): string[] {
+    const drop = ids.freshId ? (dropContentLength ? DROP_TRACE_ID_CL : DROP_TRACE_ID) : dropContentLength ? DROP_TRACE_CL : DROP_TRACE;
+    const headers = forwardableHeaders(req.rawHeaders, drop);
+    headers.push(TRACEPARENT_HEADER, formatTraceparent(ids.base.trace));
+    if (ids.freshId) headers.push(REQUEST_ID_HEADER, ids.base.requestId);
+    return headers;
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const t0 = now();
     const method = req.method ?? 'GET';
+    const ids = idsOf(req);
+    const base = ids.base;
+    let destination: string | undefined;
     let service: ServiceRef | undefined;
     let rule: CompiledRule | undefined;
     let attempts = 0;
@@ -369,7 +405,7 @@ export function createOutboundHandler(deps: OutboundDeps): OutboundHandler {
     }
     if (status !== 0 || !service || !rule) {
       req.resume();
-      report({ service, backend: undefined, route: rule?.route ?? '', rule: rule?.index ?? -1, method, status, attempts, durationMs: now() - t0, requestBytes, responseBytes, endpoint: undefined, error, upgrade: false });
+      report(base, { service, backend: undefined, route: rule?.route ?? '', rule: rule?.index ?? -1, method, status, attempts, durationMs: now() - t0, requestBytes, responseBytes, endpoint: undefined, error, upgrade: false });
       return;
     }
     const backend = rule.pickBackend(random);
@@ -382,13 +418,13 @@ export function createOutboundHandler(deps: OutboundDeps): OutboundHandler {
     const fault = rule.fault;
     if (fault && fault.delayPercent > 0 && random() * 100 < fault.delayPercent) await cancel.wait(fault.delayMs);
     if (cancel.cancelled) {
-      report({ service, backend: backend.service, route: rule.route, rule: rule.index, method, status: 499, attempts, durationMs: now() - t0, requestBytes, responseBytes, endpoint: undefined, error: CLIENT_CLOSED, upgrade: false });
+      report(base, { service, backend: backend.service, route: rule.route, rule: rule.index, method, status: 499, attempts, durationMs: now() - t0, requestBytes, responseBytes, endpoint: undefined, error: CLIENT_CLOSED, upgrade: false });
       return;
     }
     if (fault && fault.abortPercent > 0 && random() * 100 < fault.abortPercent) {
       finishWith(fault.abortStatus, 'fault_abort');
       req.resume();
-      report({ service, backend: backend.service, route: rule.route, rule: rule.index, method, status, attempts, durationMs: now() - t0, requestBytes, responseBytes, endpoint: undefined, error, upgrade: false });
+      report(base, { service, backend: backend.service, route: rule.route, rule: rule.index, method, status, attempts, durationMs: now() - t0, requestBytes, responseBytes, endpoint: undefined, error, upgrade: false });
       return;
     }
 
@@ -396,7 +432,7 @@ export function createOutboundHandler(deps: OutboundDeps): OutboundHandler {
     if (limiter && !limiter.tryRequest()) {
       finishWith(503, 'overloaded');
       req.resume();
-      report({ service, backend: backend.service, route: rule.route, rule: rule.index, method, status, attempts, durationMs: now() - t0, requestBytes, responseBytes, endpoint: undefined, error, upgrade: false });
+      report(base, { service, backend: backend.service, route: rule.route, rule: rule.index, method, status, attempts, durationMs: now() - t0, requestBytes, responseBytes, endpoint: undefined, error, upgrade: false });
       return;
     }
 
@@ -433,7 +469,7 @@ export function createOutboundHandler(deps: OutboundDeps): OutboundHandler {
           body = { kind: 'stream', prefix: [] };
         }
       }
-      const headers = forwardableHeaders(req.rawHeaders, body.kind === 'buffered' ? DROP_CONTENT_LENGTH : undefined);
+      const headers = upstreamHeaders(req, ids, body.kind === 'buffered');
       if (body.kind === 'buffered') headers.push('Content-Length', String(body.body.length));
       else if (body.kind === 'stream' && req.headers['transfer-encoding'] !== undefined) headers.push('Transfer-Encoding', 'chunked');
       const path = originForm(req.url ?? '/');
@@ -454,6 +490,7 @@ export function createOutboundHandler(deps: OutboundDeps): OutboundHandler {
       for (;;) {
         attempts++;
         endpointKey = lease.endpoint.key;
+        destination = lease.endpoint.identity;
         lease.start();
         const outcome = await attempt(lease, method, path, headers, body, req, rule.perTryTimeoutMs, cancel, countBytes);
 
@@ -510,7 +547,7 @@ export function createOutboundHandler(deps: OutboundDeps): OutboundHandler {
     } finally {
       if (routeTimer) clearTimeout(routeTimer);
       limiter?.releaseRequest();
-      report({ service, backend: backend.service, route: rule.route, rule: rule.index, method, status, attempts, durationMs: now() - t0, requestBytes, responseBytes, endpoint: endpointKey, error, upgrade: false });
+      report(base, { service, backend: backend.service, route: rule.route, rule: rule.index, method, status, attempts, durationMs: now() - t0, requestBytes, responseBytes, endpoint: endpointKey, error, upgrade: false, destination });
     }
 
     /** Streams the upstream response to the app with backpressure; true when it completed. */
@@ -555,9 +592,10 @@ export function createOutboundHandler(deps: OutboundDeps): OutboundHandler {
     const t0 = now();
     const method = req.method ?? 'GET';
     socket.on('error', () => socket.destroy());
-    const st: { service?: ServiceRef; rule?: CompiledRule; backend?: CompiledBackend; endpoint?: string } = {};
+    const ids = idsOf(req);
+    const st: { service?: ServiceRef; rule?: CompiledRule; backend?: CompiledBackend; endpoint?: string; destination?: string } = {};
     const done = (status: number, error: string | undefined, attempts: number): void =>
-      report({ service: st.service, backend: st.backend?.service, route: st.rule?.route ?? '', rule: st.rule?.index ?? -1, method, status, attempts, durationMs: now() - t0, requestBytes: 0, responseBytes: 0, endpoint: st.endpoint, error, upgrade: true });
+      report(ids.base, { service: st.service, backend: st.backend?.service, route: st.rule?.route ?? '', rule: st.rule?.index ?? -1, method, status, attempts, durationMs: now() - t0, requestBytes: 0, responseBytes: 0, endpoint: st.endpoint, error, upgrade: true, destination: st.destination });
     const refuse = (status: number, reason: string): void => {
       respondErrorOnSocket(socket, status, reason);
       done(status, reason, 0);
@@ -578,7 +616,8 @@ export function createOutboundHandler(deps: OutboundDeps): OutboundHandler {
       return refuse(503, 'no_endpoint');
     }
     st.endpoint = lease.endpoint.key;
-    const headers = forwardableHeaders(req.rawHeaders);
+    st.destination = lease.endpoint.identity;
+    const headers = upstreamHeaders(req, ids, false);
     headers.push('Connection', 'Upgrade', 'Upgrade', req.headers.upgrade ?? 'websocket');
     lease.start();
     const ts = now();
