@@ -172,6 +172,8 @@ before(async () => {
     assert.equal(r.status, 200, r.text);
   }
   await apply(SERVICES);
+  // The communication-pattern monitor: no learning window and 1 s reports, so this test's first traffic is a new edge.
+  await apply('apiVersion: amime.dev/v1\nkind: MeshConfig\nmetadata: { name: mesh }\nspec:\n  monitor: { learningWindow: 0s, reportInterval: 1s }\n');
   catalogPort = await listen((req, res) => {
     if (req.url !== '/healthz') seen.push({ path: req.url ?? '', source: req.headers['x-amime-source-identity'] as string | undefined, forged: req.headers['x-amime-source-identity'] === 'spiffe://evil/ns/x/sa/y', traceparent: req.headers.traceparent as string | undefined });
     res.setHeader('content-type', 'application/json');
@@ -267,6 +269,29 @@ describe('agent end to end', () => {
     const r = await call('/items');
     assert.equal(r.status, 403, r.body);
     assert.equal(seen.length, before);
+  });
+
+  test('agents report edge traffic: the monitor flags web → catalog as a new edge (from vm1); discovery lists every agent', async () => {
+    const found = await until(
+      'a new_edge finding for web → shop/catalog',
+      async () => {
+        const r = await request(cp!.url, { path: '/v1/anomalies', trust: admin.bundlePem, trustDomain: TD, cred: admin, serverId: SERVER });
+        const items = (r.json?.items ?? []) as { kind: string; edge: { source: string; service: string; namespace: string; sourceNode: string } }[];
+        return items.find((f) => f.kind === 'new_edge' && f.edge.source === WEB && f.edge.service === 'catalog');
+      },
+      30_000,
+    );
+    assert.equal(found.edge.namespace, 'shop');
+    assert.equal(found.edge.sourceNode, 'vm1', 'the caller address maps to the node whose agent owns it');
+    const m = await (await fetch(`${cp!.metricsUrl}/metrics`)).text();
+    assert.match(m, /amime_cp_anomalies_total\{kind="new_edge"\} [1-9]/);
+    const sd = (await (await fetch(`${cp!.metricsUrl}/v1/sd/prometheus`)).json()) as { targets: string[]; labels: Record<string, string> }[];
+    for (const a of [vm1!, vm2!, vm3!]) {
+      const g = sd.find((t) => t.targets.includes(new URL(a.admin).host));
+      assert.ok(g, `discovery lists ${a.admin}: ${JSON.stringify(sd)}`);
+      assert.equal(g.labels['amime_component'], 'agent');
+    }
+    assert.deepEqual(new Set(sd.filter((t) => t.labels['amime_component'] === 'agent').map((t) => t.labels['amime_node'])), new Set(['vm1', 'vm2', 'vm3']));
   });
 
   test('an ALLOW policy lets web in; catalog sees the verified caller, never a forged header', async () => {

@@ -146,6 +146,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
       cwd: io.cwd,
       credentialsDir: dir,
       progress: (line) => void io.stderr.write(`${line}\n`),
+      write: (text) => void io.stdout.write(text),
       credential: () => (cred ??= readCredential(dir)),
       client: () => {
         if (client) return client;

@@ -17,6 +17,7 @@ test('render: json and yaml from data, table from human, raw for every format', 
   assert.equal(render(out, 'yaml'), 'a: 1\n');
   assert.equal(render(out, 'table'), 'A 1\n');
   assert.equal(render({ raw: 'PEM' }, 'json'), 'PEM\n');
+  assert.equal(render({ raw: '' }, 'json'), '', 'a streaming command printed its output already');
   assert.equal(render({ data: { b: [1] } }, 'table'), 'b:\n  - 1\n', 'no human form: YAML for people');
 });
 

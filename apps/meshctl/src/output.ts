@@ -8,7 +8,7 @@ const toYaml = (value: unknown): string => (createRequire(import.meta.url)('yaml
 export const OUTPUT_FORMATS = ['table', 'json', 'yaml'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
-/** What a command prints: `data` for json/yaml, `human` for table; `raw` (e.g. PEM) for every format. */
+/** What a command prints: `data` for json/yaml, `human` for table; `raw` (e.g. PEM) for every format ('' prints nothing: a command that streamed its output). */
 export interface CommandOutput {
   data?: unknown;
   human?: string;
@@ -16,7 +16,7 @@ export interface CommandOutput {
 }
 
 export function render(out: CommandOutput, format: OutputFormat): string {
-  if (out.raw !== undefined) return out.raw.endsWith('\n') ? out.raw : `${out.raw}\n`;
+  if (out.raw !== undefined) return out.raw === '' || out.raw.endsWith('\n') ? out.raw : `${out.raw}\n`;
   if (format === 'json') return `${JSON.stringify(out.data ?? null, null, 2)}\n`;
   if (format === 'yaml') return toYaml(out.data ?? null);
   const human = out.human ?? (out.data === undefined ? '' : toYaml(out.data));

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { bundleToPem, trustDomainFromPem } from '@amime/identity';
-import { RESOURCE_TYPES, durationMs, type Instance, type HealthState } from '@amime/protocol';
+import { MONITOR_DEFAULTS, RESOURCE_TYPES, durationMs, type Instance, type HealthState } from '@amime/protocol';
 import { HealthChecker, PushClient } from '@amime/protocol/client';
 import type { AgentConfig, WorkloadConfig } from './config/agent-config.js';
 import { LastGoodConfig } from './config/last-good.js';
@@ -20,6 +20,7 @@ import { startInbound, type Inbound } from './inbound.js';
 import { startOutbound, type Outbound } from './outbound.js';
 import { openAccessLog, type AccessLog } from './access-log.js';
 import { OtlpExporter, spanOf } from './otlp.js';
+import { EdgeReporter } from './edge-reporter.js';
 
 export type AgentLog = (event: Record<string, unknown>) => void;
 
@@ -94,6 +95,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
   });
   const runtime = applier.runtime;
 
+  let admin: AdminServer | undefined = undefined;
   const push: PushClient = new PushClient({
     url: config.controlPlane.url,
     node: config.node,
@@ -105,8 +107,17 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
     initial: applier.held,
     apply: (u) => applier.apply(u),
     heartbeatMs: durationMs(config.controlPlane.heartbeat),
+    // Read at every hello: the admin port is bound later.
+    metrics: () => (admin ? metricsAddress(config.admin.address, config.inbound.advertise, Number(new URL(admin.url).port)) : undefined),
     log: (e) => log({ component: 'agent-push', ...e }),
   });
+  // Traffic per edge for the control plane's communication-pattern monitor, at MeshConfig's interval.
+  const reportInterval = () => durationMs(runtime.state.mesh.monitor?.reportInterval ?? MONITOR_DEFAULTS.reportInterval);
+  const edges = new EdgeReporter({ send: (r) => push.sendReport(r), intervalMs: reportInterval(), log });
+  const followInterval = setInterval(() => {
+    if (edges.intervalMs !== reportInterval()) edges.setInterval(reportInterval());
+  }, 5000);
+  followInterval.unref();
   push.on('rejected', (r) => {
     metrics.configRejected.inc({ type: r.resourceType });
     log({ level: 'warn', event: 'config_rejected', type: r.resourceType, version: r.version, error: r.error });
@@ -142,7 +153,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
           },
         }
       : undefined;
-  const inbound: Inbound = await startInbound({ config, identity, runtime: () => runtime, metrics, log, access });
+  const inbound: Inbound = await startInbound({ config, identity, runtime: () => runtime, metrics, log, access, edges });
   const outbound: Outbound = await startOutbound({ config, identity, runtime: () => runtime, metrics, log, access });
 
   // 5. Registration, with health from active checks where configured.
@@ -173,10 +184,11 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
   );
   push.register(instances());
   push.start();
+  edges.start();
 
   // 6. Admin port.
   const started = performance.now();
-  const admin: AdminServer = await startAdminServer(config.admin.address, config.admin.port, {
+  admin = await startAdminServer(config.admin.address, config.admin.port, {
     registry: metrics.registry,
     ready: () => {
       const reasons: string[] = [];
@@ -211,14 +223,22 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
     stop: (drainMs = 5000) =>
       (stopping ??= (async () => {
         clearInterval(caRefresh);
+        clearInterval(followInterval);
+        edges.stop();
         checker.stop();
         await Promise.all([outbound.drain(drainMs), inbound.drain(drainMs)]);
         await push.stop();
         await identity.stop();
-        await admin.close();
+        await admin?.close();
         await access?.close();
       })()),
   };
+}
+
+/** "host:port" where Prometheus reaches this agent's /metrics: the admin address, or the advertised one when it listens on all. */
+function metricsAddress(adminAddress: string, advertise: string, port: number): string {
+  const host = adminAddress === '0.0.0.0' || adminAddress === '::' ? advertise : adminAddress;
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** How often the agent also asks the CA for its bundle and revocation list (the CA's refresh hint is 5 min). */

@@ -31,6 +31,7 @@ import type { MeshRuntime } from './mesh/mesh-runtime.js';
 import { RequestRecorder, type AgentMetrics } from './metrics.js';
 import type { AgentLog } from './agent.js';
 import type { AccessLog } from './access-log.js';
+import type { EdgeReporter } from './edge-reporter.js';
 
 export interface Inbound {
   readonly port: number;
@@ -41,6 +42,8 @@ export interface Inbound {
 
 interface InboundDepsIn {
   access?: AccessLog | undefined;
+  /** Per-edge traffic for the control plane's communication-pattern monitor. */
+  edges?: EdgeReporter | undefined;
   config: AgentConfig;
   identity: IdentityManager;
   runtime: () => MeshRuntime;
@@ -64,7 +67,11 @@ export function peerVerifier(identity: IdentityManager): VerifyPeerFn {
 }
 
 export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
-  const { config, identity, runtime, metrics, log, access } = deps;
+  const { config, identity, runtime, metrics, log, access, edges } = deps;
+  const ipOf = (s: Socket): string | undefined => {
+    const a = s.remoteAddress;
+    return a?.startsWith('::ffff:') ? a.slice(7) : a;
+  };
   const peerIds = new WeakMap<Socket, string>();
   const workloads = new Map<string, LocalWorkload>();
   const tcpOpen = new Set<Socket>();
@@ -116,6 +123,8 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
       local: { host: w.address, port: w.port, agent },
       onResult: (r) => {
         recorder.record(service, r.peerId ?? '', r.status, r.durationMs, w.identity);
+        // denied requests count as requests too: a denial spike is one of the monitor's findings
+        if (edges && r.peerId && r.peerAddress) edges.record(r.peerId, w.service, w.namespace, r.peerAddress, { error: r.status >= 500, denied: r.status === 403 && r.error !== undefined, bytesIn: r.requestBytes, bytesOut: r.responseBytes });
         if (access) {
           const q = r.path.indexOf('?');
           access.log({
@@ -198,6 +207,7 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
   const muxSessions = new Set<MuxSession>();
   const muxIn = (lw: LocalWorkload, conn: InboundConnection): void => {
     const service = `${lw.w.namespace}/${lw.w.service}`;
+    const ip = ipOf(conn.socket);
     const session = new MuxSession(conn.socket, {
       role: 'server',
       // the client closes idle sessions after 30 s; this only reaps abandoned ones
@@ -205,6 +215,7 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
       onStream: (stream: MuxStream) => {
         // per stream, not per session: a policy or limit change applies to the next connection
         if (!decide(lw.w, conn.peerId).allowed) {
+          if (edges && ip) edges.record(conn.peerId, lw.w.service, lw.w.namespace, ip, { denied: true });
           stream.reset('refused');
           return;
         }
@@ -216,6 +227,7 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
         }
         const local = net.connect({ host: lw.w.address, port: lw.w.port, noDelay: true });
         const t0 = performance.now();
+        if (edges && ip) edges.record(conn.peerId, lw.w.service, lw.w.namespace, ip);
         let connected = false;
         local.once('connect', () => (connected = true));
         // the app refused the connection: tell the caller's agent, which counts it against this endpoint
@@ -228,6 +240,7 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
         void b.closed.then((r) => {
           tcpOpen.delete(local);
           metrics.connectionsClosed.inc({ direction: 'inbound', service });
+          if (edges && ip) edges.recordEnd(conn.peerId, lw.w.service, lw.w.namespace, ip, { bytesIn: r.bytesIn, bytesOut: r.bytesOut, error: r.reset !== undefined || r.error !== undefined });
           // the bridge's "in" is from the peer (to the app), its "out" from the app (to the peer)
           metrics.bytes.inc({ direction: 'inbound', service, flow: 'received' }, r.bytesIn);
           metrics.bytes.inc({ direction: 'inbound', service, flow: 'sent' }, r.bytesOut);
@@ -253,7 +266,9 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
   const tcpIn = (lw: LocalWorkload, conn: InboundConnection): void => {
     const service = `${lw.w.namespace}/${lw.w.service}`;
     const d = decide(lw.w, conn.peerId);
+    const ip = ipOf(conn.socket);
     if (!d.allowed) {
+      if (edges && ip) edges.record(conn.peerId, lw.w.service, lw.w.namespace, ip, { denied: true });
       conn.socket.destroy();
       return;
     }
@@ -265,6 +280,7 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
     }
     const local = net.connect({ host: lw.w.address, port: lw.w.port, noDelay: true });
     metrics.connectionsOpened.inc({ direction: 'inbound', service });
+    if (edges && ip) edges.record(conn.peerId, lw.w.service, lw.w.namespace, ip);
     tcpOpen.add(conn.socket);
     const s = splice(conn.socket, local);
     void s.closed.then((r) => {
@@ -272,6 +288,7 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
       metrics.connectionsClosed.inc({ direction: 'inbound', service });
       metrics.bytes.inc({ direction: 'inbound', service, flow: 'received' }, r.bytesOut);
       metrics.bytes.inc({ direction: 'inbound', service, flow: 'sent' }, r.bytesIn);
+      if (edges && ip) edges.recordEnd(conn.peerId, lw.w.service, lw.w.namespace, ip, { bytesIn: r.bytesOut, bytesOut: r.bytesIn, error: r.error !== undefined });
     });
   };
 

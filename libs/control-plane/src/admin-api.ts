@@ -10,7 +10,8 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { parseSpiffeId, verifyPeer, type RevocationSet, type TrustBundle } from '@amime/identity';
-import { DEFAULT_MAX_RESOURCE_BYTES, ValidationError, parseResources } from '@amime/protocol';
+import { DEFAULT_MAX_RESOURCE_BYTES, ValidationError, dns1123Name, object, parseResources, spiffeIdString, validate } from '@amime/protocol';
+import type { EdgeKey, Finding } from '@amime/monitor';
 import { ControlPlaneError, cpError } from './errors.js';
 import { type ResourceService, validationFailure } from './resource-service.js';
 
@@ -48,6 +49,38 @@ export interface AdminApiDeps {
   log?(event: Record<string, unknown>): void;
   /** Default DEFAULT_ADMIN_BODY_TIMEOUT_MS. */
   bodyTimeoutMs?: number;
+  /** The communication-pattern monitor's findings; the /v1/anomalies routes answer 404 without it. */
+  anomalies?: AnomalyApi;
+}
+
+/** What the /v1/anomalies routes need (AnomalyService has it). */
+export interface AnomalyApi {
+  /** Newest first, at or after `sinceMs`. */
+  list(sinceMs?: number, limit?: number): Finding[];
+  accept(edge: EdgeKey, by: string): Promise<{ edge: EdgeKey; changed: boolean }>;
+  stats(): object;
+}
+
+/** Largest accept body. */
+const MAX_ACCEPT_BODY_BYTES = 4096;
+const acceptBody = object({ source: spiffeIdString({ workload: false }), service: dns1123Name, namespace: dns1123Name });
+
+/** `?since=`: an ISO time or epoch milliseconds. */
+function sinceOf(query: URLSearchParams): number | undefined {
+  const all = query.getAll('since');
+  if (all.length === 0) return undefined;
+  const v = all[0]!;
+  const ms = /^\d{1,16}$/.test(v) ? Number(v) : Date.parse(v);
+  if (all.length > 1 || Number.isNaN(ms)) throw badRequest('since: give it once, as an ISO time (2026-01-01T00:00:00Z) or epoch milliseconds', 'bad_query');
+  return ms;
+}
+
+function limitOf(query: URLSearchParams): number | undefined {
+  const all = query.getAll('limit');
+  if (all.length === 0) return undefined;
+  const n = Number(all[0]);
+  if (all.length > 1 || !Number.isSafeInteger(n) || n < 1 || n > 10_000) throw badRequest('limit: give it once, as a whole number from 1 to 10000', 'bad_query');
+  return n;
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -65,6 +98,8 @@ interface Route {
   methods: Readonly<Record<string, (ctx: Ctx) => Promise<unknown> | unknown>>;
   /** Query parameters the route accepts. */
   query?: readonly string[];
+  /** Query parameters its GET accepts. */
+  getQuery?: readonly string[];
 }
 
 const FORMATS: Readonly<Record<string, 'yaml' | 'json'>> = {
@@ -129,6 +164,58 @@ function findRoute(segments: readonly string[], deps: AdminApiDeps, bodyTimeoutM
           methods: {
             GET: ({ params }) => r.get(params[0]!, params[1]!, params[2]!),
             DELETE: ({ params, query }) => r.delete(params[0]!, params[1]!, params[2]!, { dryRun: dryRun(query) }),
+          },
+        },
+      };
+    }
+    return undefined;
+  }
+  if (what === 'anomalies' && deps.anomalies) {
+    const a = deps.anomalies;
+    if (rest.length === 0) {
+      return {
+        params: [],
+        route: { pattern: '/v1/anomalies', getQuery: ['since', 'limit'], methods: { GET: ({ query }) => ({ items: a.list(sinceOf(query), limitOf(query)), monitor: a.stats() }) } },
+      };
+    }
+    if (rest.length === 1 && rest[0] === 'accept') {
+      return {
+        params: [],
+        route: {
+          pattern: '/v1/anomalies/accept',
+          methods: {
+            POST: async ({ req, caller }) => {
+              if (contentFormat(req.headers['content-type']) !== 'json') throw cpError('AMIME_ERR_CP_UNSUPPORTED_MEDIA_TYPE', 'content-type must be application/json', 'content_type');
+              const text = decodeUtf8(await readBody(req, MAX_ACCEPT_BODY_BYTES, bodyTimeoutMs));
+              let value: unknown;
+              try {
+                value = JSON.parse(text);
+              } catch {
+                throw badRequest('the body is not JSON; send {"source": "spiffe://...", "service": "...", "namespace": "..."}', 'bad_json');
+              }
+              let edge;
+              try {
+                edge = validate(acceptBody, value, 'edge');
+              } catch (err) {
+                if (err instanceof ValidationError) throw validationFailure(err, 'edge');
+                throw err;
+              }
+              return a.accept(edge, caller);
+            },
+          },
+        },
+      };
+    }
+    if (rest.length === 1 && rest[0] === 'stream') {
+      // Served on the upgrade (a WebSocket); a plain request only gets told so.
+      return {
+        params: [],
+        route: {
+          pattern: '/v1/anomalies/stream',
+          methods: {
+            GET: () => {
+              throw badRequest('the stream is a WebSocket: connect with an Upgrade: websocket request', 'websocket_required');
+            },
           },
         },
       };
@@ -215,6 +302,30 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(JSON.stringify(body) + '\n');
 }
 
+const ADMIN_PREFIX = '/admin/';
+
+/**
+ * The caller's SPIFFE ID; throws 401 without a valid SVID, 403 unless an
+ * admin of our trust domain. Every route and the anomaly stream use it.
+ */
+export function authenticateAdmin(socket: TLSSocket, deps: Pick<AdminApiDeps, 'trust' | 'trustDomain' | 'log'>): string {
+  const { bundle, revocations } = deps.trust();
+  const peer = verifyPeer(socket, { bundle, trustDomain: deps.trustDomain, ...(revocations ? { revocations } : {}) });
+  // not logged: anyone can cause these; onRequest counts them
+  if (!peer.ok) {
+    throw cpError('AMIME_ERR_CP_UNAUTHENTICATED', `client certificate refused: ${peer.message}`, `peer_${peer.reason}`);
+  }
+  const id = parseSpiffeId(peer.spiffeId);
+  if (id.trustDomain !== deps.trustDomain) {
+    throw cpError('AMIME_ERR_CP_FORBIDDEN', `${peer.spiffeId} is not of trust domain ${deps.trustDomain}`, 'foreign_trust_domain');
+  }
+  if (!id.path.startsWith(ADMIN_PREFIX) || id.path.length === ADMIN_PREFIX.length) {
+    deps.log?.({ event: 'admin_refused', caller: peer.spiffeId });
+    throw cpError('AMIME_ERR_CP_FORBIDDEN', `${peer.spiffeId} is not an admin identity (spiffe://${deps.trustDomain}/admin/...)`, 'not_admin');
+  }
+  return peer.spiffeId;
+}
+
 /**
  * The admin API's request handler. Attach it to an HTTPS server that
  * requests client certificates; it authenticates every request itself.
@@ -222,26 +333,8 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 export function createAdminHandler(deps: AdminApiDeps): Handler {
   const log = deps.log ?? (() => undefined);
   const bodyTimeoutMs = deps.bodyTimeoutMs ?? DEFAULT_ADMIN_BODY_TIMEOUT_MS;
-  const adminPrefix = '/admin/';
 
-  /** The caller's SPIFFE ID; 401 without a valid SVID, 403 unless an admin of our trust domain. */
-  const authenticate = (req: IncomingMessage): string => {
-    const { bundle, revocations } = deps.trust();
-    const peer = verifyPeer(req.socket as TLSSocket, { bundle, trustDomain: deps.trustDomain, ...(revocations ? { revocations } : {}) });
-    // not logged: anyone can cause these; onRequest counts them
-    if (!peer.ok) {
-      throw cpError('AMIME_ERR_CP_UNAUTHENTICATED', `client certificate refused: ${peer.message}`, `peer_${peer.reason}`);
-    }
-    const id = parseSpiffeId(peer.spiffeId);
-    if (id.trustDomain !== deps.trustDomain) {
-      throw cpError('AMIME_ERR_CP_FORBIDDEN', `${peer.spiffeId} is not of trust domain ${deps.trustDomain}`, 'foreign_trust_domain');
-    }
-    if (!id.path.startsWith(adminPrefix) || id.path.length === adminPrefix.length) {
-      log({ event: 'admin_refused', caller: peer.spiffeId });
-      throw cpError('AMIME_ERR_CP_FORBIDDEN', `${peer.spiffeId} is not an admin identity (spiffe://${deps.trustDomain}/admin/...)`, 'not_admin');
-    }
-    return peer.spiffeId;
-  };
+  const authenticate = (req: IncomingMessage): string => authenticateAdmin(req.socket as TLSSocket, deps);
 
   return (req, res) => {
     const started = process.hrtime.bigint();
@@ -281,6 +374,7 @@ export function createAdminHandler(deps: AdminApiDeps): Handler {
         throw cpError('AMIME_ERR_CP_METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${route.pattern}; use ${Object.keys(route.methods).join(' or ')}`, 'method_not_allowed');
       }
       for (const k of new Set(query.keys())) {
+        if (req.method === 'GET' && route.getQuery?.includes(k)) continue;
         if (!route.query?.includes(k) || req.method === 'GET') {
           throw badRequest(`unknown query parameter ${JSON.stringify(k.slice(0, 60))}${req.method === 'GET' ? '' : `; allowed: ${(route.query ?? []).join(', ')}`}`, 'bad_query');
         }

@@ -5,20 +5,28 @@
 //   credential ──▶ HTTPS server ◀── CA sync (bundle, revocations, assignments)
 //   store ──watch──▶ ResourceCache ──notify──▶ PushServer ──▶ agents
 //   admin API ──▶ ResourceService ──▶ store      registry ──▶ Endpoints ──▶ store
+//   agents' edge reports ──▶ AnomalyService (pattern monitor) ──▶ /v1/anomalies, stream, metrics
 
+import { EventEmitter } from 'node:events';
 import https from 'node:https';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { EmbeddedStore, EtcdStore, type Store } from '@amime/store';
 import { RESOURCE_TYPES, type EndpointResource, type ResourceType, type ServiceResource } from '@amime/protocol';
-import { PushServer, PUSH_PATH } from '@amime/protocol/server';
+import { PushServer, PUSH_PATH, type PushSession } from '@amime/protocol/server';
 import { ResourceCache } from './resource-cache.js';
 import { ResourceService } from './resource-service.js';
 import { Registry } from './registry.js';
-import { createAdminHandler } from './admin-api.js';
+import { authenticateAdmin, createAdminHandler } from './admin-api.js';
+import { AnomalyService, meshMonitorSpec } from './anomaly-service.js';
+import { ANOMALY_STREAM_PATH, AnomalyStream } from './anomaly-stream.js';
+import { serveMetrics } from './metrics-server.js';
+import { SourceNodes } from './source-nodes.js';
 import { CaSync } from './ca-sync.js';
 import { ControlPlaneCredential } from './credential.js';
 import { createControlPlaneMetrics, type ControlPlaneMetrics } from './metrics.js';
+import type { Server as HttpServer } from 'node:http';
 
 export interface ControlPlaneOptions {
   /** Data directory: credential/, store/ (embedded). */
@@ -29,8 +37,10 @@ export interface ControlPlaneOptions {
   host?: string;
   /** 0 picks a free port. */
   port?: number;
-  /** Loopback /metrics and /healthz; undefined for none, 0 for a free port. */
+  /** Loopback /metrics, /healthz and /v1/sd/prometheus; undefined for none, 0 for a free port. */
   metricsPort?: number;
+  /** The CA's /metrics "host:port", listed in Prometheus discovery when given. */
+  caMetricsAddress?: string;
   /** etcd endpoints; the embedded store in <dir>/store when absent. */
   etcd?: { hosts: string[]; namespace?: string };
   heartbeatMs?: number;
@@ -51,6 +61,7 @@ export interface RunningControlPlane {
   registry: Registry;
   cache: ResourceCache;
   resources: ResourceService;
+  anomalies: AnomalyService;
   close(): Promise<void>;
 }
 
@@ -104,6 +115,18 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
     );
     closers.push(() => registry.close());
 
+    // The monitor asks synchronously which node an identity is assigned to: a copy kept current.
+    const toSets = (a: Record<string, string[]>) => new Map(Object.entries(a).map(([node, ids]) => [node, new Set(ids)]));
+    let assignments = toSets(caSync.assignments());
+    caSync.on('assignments', (a: Record<string, string[]>) => (assignments = toSets(a)));
+    const assigned = (node: string, identity: string): boolean => {
+      if (node.startsWith('unknown:')) return false;
+      if (identity === `spiffe://${trustDomain}/agent/${node}`) return true;
+      return assignments.get(node)?.has(identity) ?? false;
+    };
+    const sessions = new Map<string, PushSession>();
+    const sourceNodes = new SourceNodes({ endpoints: () => cache.list('Endpoint'), sessions: () => sessions.values(), assigned });
+
     // Collected lazily on scrape, after everything below exists.
     const metrics = createControlPlaneMetrics({
       revision: (t) => cache.revision(t),
@@ -119,6 +142,16 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
         return { healthy, unhealthy };
       },
     });
+    const anomalies = await AnomalyService.open({
+      store,
+      resolveSourceNode: (ip, identity) => sourceNodes.resolve(ip, identity),
+      assigned,
+      metrics,
+      log,
+    });
+    closers.push(() => anomalies.close());
+    anomalies.configure(meshMonitorSpec(cache.list('MeshConfig')));
+
     const push = new PushServer({
       view: cache,
       trustDomain,
@@ -128,8 +161,18 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
       maxDebounceMs: opts.maxDebounceMs,
       log,
       hooks: {
-        onConnect: (s) => registry.connected(s.node),
-        onDisconnect: (s) => registry.disconnected(s.node),
+        onConnect: (s) => {
+          registry.connected(s.node);
+          sessions.set(s.node, s);
+          sourceNodes.invalidate();
+        },
+        onDisconnect: (s) => {
+          registry.disconnected(s.node);
+          if (sessions.get(s.node) === s) sessions.delete(s.node);
+          sourceNodes.invalidate();
+          anomalies.forgetNode(s.node);
+        },
+        onReport: (s, report) => anomalies.report(s.node, report),
         onHeartbeat: (s) => registry.heartbeat(s.node),
         onRegister: (s, instances) => registry.register(s.node, instances),
         onPush: (type, kind) => metrics.pushes.inc({ type, kind }),
@@ -143,6 +186,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
     });
     closers.push(() => push.close());
     cache.onChange((types) => push.notify(types as Iterable<ResourceType>));
+    cache.onChange((types) => {
+      const changed = new Set<string>(types as Iterable<string>);
+      if (changed.has('Endpoint')) sourceNodes.invalidate();
+      if (changed.has('MeshConfig')) anomalies.configure(meshMonitorSpec(cache.list('MeshConfig')));
+    });
 
 
     const tlsOptions = () => {
@@ -180,13 +228,26 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
           agents: push.size,
           versions: Object.fromEntries(RESOURCE_TYPES.map((t) => [t, cache.version(t)])),
         }),
+        anomalies,
         onRequest: (route, code, seconds) => {
           metrics.adminRequests.inc({ route, code: String(code) });
           metrics.adminDuration.observe(seconds);
         },
       }),
     );
-    push.attach(server);
+    // One upgrade listener: the anomaly stream is ours, everything else goes to the push server.
+    const stream = new AnomalyStream({
+      authenticate: (socket) => authenticateAdmin(socket, { trustDomain, trust: () => ({ bundle: caSync.bundle(), revocations: caSync.revocations() }), log }),
+      subscribe: (fn) => anomalies.subscribe(fn),
+      log,
+    });
+    closers.push(() => stream.close());
+    const pushUpgrades = new EventEmitter();
+    push.attach(pushUpgrades as unknown as https.Server);
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if ((req.url ?? '').split('?')[0] === ANOMALY_STREAM_PATH) stream.handleUpgrade(req, socket, head);
+      else pushUpgrades.emit('upgrade', req, socket, head);
+    });
     const refreshTls = () => server.setSecureContext(tlsOptions() as never);
     credential.on('renewed', refreshTls);
     caSync.on('bundle', () => {
@@ -211,43 +272,23 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
 
     let metricsUrl: string | undefined;
     if (opts.metricsPort !== undefined) {
-      const m = await serveMetrics(metrics, opts.metricsPort);
+      const m: HttpServer = await serveMetrics({
+        registry: metrics.registry,
+        port: opts.metricsPort,
+        targets: {
+          agents: () => [...sessions.values()].map((s) => ({ node: s.node, metrics: s.metrics })),
+          ...(opts.caMetricsAddress !== undefined && { ca: opts.caMetricsAddress }),
+        },
+      });
       closers.push(() => new Promise<void>((resolve) => m.close(() => resolve())));
       metricsUrl = `http://127.0.0.1:${(m.address() as { port: number }).port}`;
     }
     const host = opts.host ?? '127.0.0.1';
     const url = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
     log({ event: 'listening', url, push: `wss://${host}:${port}${PUSH_PATH}`, metrics: metricsUrl, spiffeId: credential.spiffeId });
-    return { url, port, metricsUrl, spiffeId: credential.spiffeId, metrics, push, registry, cache, resources, close };
+    return { url, port, metricsUrl, spiffeId: credential.spiffeId, metrics, push, registry, cache, resources, anomalies, close };
   } catch (err) {
     await close();
     throw err;
   }
-}
-
-function serveMetrics(metrics: ControlPlaneMetrics, port: number): Promise<HttpServer> {
-  const server = createHttpServer((req, res) => {
-    if (req.url === '/metrics') {
-      metrics.registry.metrics().then(
-        (text) => {
-          res.setHeader('content-type', metrics.registry.contentType);
-          res.end(text);
-        },
-        (err: Error) => {
-          res.statusCode = 500;
-          res.end(err.message);
-        },
-      );
-    } else if (req.url === '/healthz') {
-      res.end('ok\n');
-    } else {
-      res.statusCode = 404;
-      res.end('not found\n');
-    }
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    // Metrics stay on loopback, apart from the mTLS API.
-    server.listen(port, '127.0.0.1', () => resolve(server));
-  });
 }

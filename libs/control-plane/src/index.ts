@@ -8,6 +8,12 @@ export { Registry, type RegistryDeps, type RegistryOptions } from './registry.js
 export { createControlPlaneMetrics, type ControlPlaneMetrics } from './metrics.js';
 export { ControlPlaneCredential, CredentialError, CONTROL_PLANE_ID_PATH, type CredentialSnapshot, type ObtainOptions } from './credential.js';
 export { CaSync, CaSyncError, type CaSyncOptions } from './ca-sync.js';
-export { createAdminHandler, type AgentStatus, type AdminApiDeps } from './admin-api.js';
+export { createAdminHandler, authenticateAdmin, type AgentStatus, type AdminApiDeps, type AnomalyApi } from './admin-api.js';
 export { ControlPlaneClient, ControlPlaneClientError, type ControlPlaneClientOptions, type ApplyFormat } from './client.js';
 export { ControlPlaneError, type ControlPlaneErrorCode } from './errors.js';
+export { AnomalyService, ACCEPTED_EDGES_PREFIX, monitorSettingsOf, meshMonitorSpec, type AnomalyServiceOptions, type AcceptedEdge, type AnomalyMetrics } from './anomaly-service.js';
+export { AnomalyStream, ANOMALY_STREAM_PATH, type AnomalyStreamOptions } from './anomaly-stream.js';
+export { AnomalyClient, type AnomalyClientOptions, type AnomalyList } from './anomaly-client.js';
+export { serveMetrics, prometheusTargets, PROMETHEUS_SD_PATH, type TargetGroup, type ScrapeTargets } from './metrics-server.js';
+export { SourceNodes, normalizeIp, type SourceNodesDeps } from './source-nodes.js';
+export { ReportGate, type GateVerdict } from './report-gate.js';

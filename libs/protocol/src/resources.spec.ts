@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import {
   endpointName,
   MESH_CONFIG_DEFAULTS,
+  MONITOR_DEFAULTS,
   RESOURCE_SCHEMAS,
   durationMs,
   parseResources,
@@ -225,6 +226,13 @@ const invalid: Mutation[] = [
   { name: 'fault delay duration', base: route, mutate: (d) => (d.spec.rules[0].fault = { delay: { fixed: 'soon', percent: 10 } }), path: 'spec.rules[0].fault.delay.fixed' },
   // MeshConfig retry budget
   { name: 'retry budget percent', base: mesh, mutate: (d) => (d.spec.retryBudget = { percent: 120, minRetriesPerSecond: 10 }), path: 'spec.retryBudget.percent' },
+  // MeshConfig monitor
+  { name: 'monitor learningWindow', base: mesh, mutate: (d) => (d.spec.monitor = { learningWindow: '10 minutes' }), path: 'spec.monitor.learningWindow', message: /duration like/ },
+  { name: 'monitor learningWindow above 7 days', base: mesh, mutate: (d) => (d.spec.monitor = { learningWindow: '200h' }), path: 'spec.monitor.learningWindow', message: /to 168h/ },
+  { name: 'monitor sensitivity word', base: mesh, mutate: (d) => (d.spec.monitor = { sensitivity: 'paranoid' }), path: 'spec.monitor.sensitivity', message: /low, medium, high or a number from 1 to 20/ },
+  { name: 'monitor sensitivity number', base: mesh, mutate: (d) => (d.spec.monitor = { sensitivity: 0.5 }), path: 'spec.monitor.sensitivity' },
+  { name: 'monitor reportInterval under 1s', base: mesh, mutate: (d) => (d.spec.monitor = { reportInterval: '500ms' }), path: 'spec.monitor.reportInterval', message: /from 1s to 10m/ },
+  { name: 'monitor unknown field', base: mesh, mutate: (d) => (d.spec.monitor = { window: '5m' }), path: 'spec.monitor.window', message: /not a known field/ },
   // Route
   { name: 'no rules', base: route, mutate: (d) => (d.spec.rules = []), path: 'spec.rules' },
   { name: 'weight above 100', base: route, mutate: (d) => (d.spec.rules[0].backends[1].weight = 101), path: 'spec.rules[0].backends[1].weight', message: /^must be an integer from 0 to 100/ },
@@ -288,6 +296,17 @@ describe('traffic policy, fault injection and retry budget', () => {
     assert.equal((s as { spec: { trafficPolicy?: { loadBalancing?: { hash?: { cookie?: string } } } } }).spec.trafficPolicy?.loadBalancing?.hash?.cookie, 'session');
     assert.equal((rt as { spec: { rules: { fault?: { abort?: { status: number } } }[] } }).spec.rules[0]!.fault?.abort?.status, 503);
     assert.deepEqual((m as { spec: { retryBudget: unknown } }).spec.retryBudget, MESH_CONFIG_DEFAULTS.retryBudget);
+  });
+});
+
+describe('MeshConfig monitor settings', () => {
+  const meshWith = (monitor: unknown) => JSON.stringify({ apiVersion: 'amime.dev/v1', kind: 'MeshConfig', metadata: { name: 'mesh' }, spec: monitor === undefined ? {} : { monitor } });
+  test('absent stays absent; an empty block takes the defaults; levels and numbers are sensitivities', () => {
+    const spec = (monitor: unknown) => (parseResources(meshWith(monitor), 'json')[0] as { spec: { monitor?: unknown } }).spec.monitor;
+    assert.equal(spec(undefined), undefined);
+    assert.deepEqual(spec({}), { ...MONITOR_DEFAULTS });
+    assert.deepEqual(spec({ learningWindow: '1h', sensitivity: 'high', reportInterval: '5s' }), { learningWindow: '1h', sensitivity: 'high', reportInterval: '5s' });
+    assert.deepEqual(spec({ sensitivity: 3.5, learningWindow: '0s' }), { learningWindow: '0s', sensitivity: 3.5, reportInterval: '10s' });
   });
 });
 

@@ -387,6 +387,28 @@ export const MESH_CONFIG_DEFAULTS = {
 
 const certTtl = duration(5 * 60_000, 30 * 24 * 3_600_000);
 
+export const MONITOR_DEFAULTS = { learningWindow: '10m', sensitivity: 'medium', reportInterval: '10s' } as const;
+export const MONITOR_SENSITIVITY_LEVELS = ['low', 'medium', 'high'] as const;
+/** low | medium | high, or k itself: flag beyond mean ± k·σ (1 to 20). */
+const monitorSensitivity: Schema<(typeof MONITOR_SENSITIVITY_LEVELS)[number] | number> = {
+  expected: 'low, medium, high or a number from 1 to 20',
+  check(value, path, issues) {
+    if (typeof value === 'number' && Number.isFinite(value) && value >= 1 && value <= 20) return value;
+    if (typeof value === 'string' && (MONITOR_SENSITIVITY_LEVELS as readonly string[]).includes(value)) return value as (typeof MONITOR_SENSITIVITY_LEVELS)[number];
+    issues.push({ path, message: `must be low, medium, high or a number from 1 to 20 (σ multiples), got ${JSON.stringify(value) ?? 'nothing'}` });
+    return INVALID;
+  },
+};
+/** The control plane's communication-pattern monitor (docs/design/monitor.md). */
+const monitorSettings = object({
+  /** Nothing is flagged for this long after the control plane starts; baselines learn. */
+  learningWindow: withDefault(duration(0, 7 * 24 * 3_600_000), MONITOR_DEFAULTS.learningWindow),
+  sensitivity: withDefault(monitorSensitivity, MONITOR_DEFAULTS.sensitivity),
+  /** How often agents report edge traffic. */
+  reportInterval: withDefault(duration(1000, 600_000), MONITOR_DEFAULTS.reportInterval),
+});
+export type MonitorSettingsSpec = Infer<typeof monitorSettings>;
+
 export const meshConfigSpec = object({
   mtls: withDefault(enumOf(['STRICT', 'PERMISSIVE'] as const), MESH_CONFIG_DEFAULTS.mtls),
   loadBalancing: withDefault(enumOf(LOAD_BALANCING_ALGORITHMS), MESH_CONFIG_DEFAULTS.loadBalancing),
@@ -394,6 +416,8 @@ export const meshConfigSpec = object({
   /** Retries may add at most this share of requests, plus a floor per second (Linkerd's retry budget). */
   retryBudget: withDefault(object({ percent, minRetriesPerSecond: integer(0, 100_000) }), { ...MESH_CONFIG_DEFAULTS.retryBudget }),
   certTtls: withDefault(object({ workload: certTtl, agent: certTtl }), { ...MESH_CONFIG_DEFAULTS.certTtls }),
+  /** Absent: the monitor runs with MONITOR_DEFAULTS. */
+  monitor: optional(monitorSettings),
 });
 export type MeshConfigSpec = Infer<typeof meshConfigSpec>;
 

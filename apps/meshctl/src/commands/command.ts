@@ -28,6 +28,8 @@ export interface CommandContext {
   stdin: NodeJS.ReadableStream;
   /** A line for people on stderr (progress, waits, warnings); stdout stays the result alone. */
   progress(line: string): void;
+  /** Text on stdout as it comes (for commands that stream, like `anomalies --watch`); others return their output. */
+  write(text: string): void;
 }
 
 export interface Command {

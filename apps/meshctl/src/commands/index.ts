@@ -1,6 +1,7 @@
 // Every meshctl command, in the order `meshctl --help` lists them.
 import { adminRenew } from './admin.js';
 import { agents } from './agents.js';
+import { anomalies, anomaliesAccept } from './anomalies.js';
 import { apply } from './apply.js';
 import { assign, assignments, unassign } from './assignments.js';
 import { bundleShow } from './bundle.js';
@@ -13,4 +14,4 @@ import { rotate } from './rotate.js';
 import { status } from './status.js';
 import { tokenCreate } from './token.js';
 
-export const COMMANDS: readonly Command[] = [init, status, tokenCreate, assign, unassign, assignments, revoke, unrevoke, rotate, bundleShow, adminRenew, apply, get, deleteResource, agents];
+export const COMMANDS: readonly Command[] = [init, status, tokenCreate, assign, unassign, assignments, revoke, unrevoke, rotate, bundleShow, adminRenew, apply, get, deleteResource, agents, anomalies, anomaliesAccept];

@@ -302,6 +302,31 @@ describe('PushClient', () => {
     assert.equal(disconnects.at(-1)!.reason, 'stopped');
   });
 
+  test('reports: dropped while disconnected, sent once connected; hello says the metrics address', async () => {
+    await fresh();
+    let metricsAddress = 'not an address';
+    const { c } = client(cp, { metrics: () => metricsAddress });
+    assert.equal(c.sendReport({ seq: 0, intervalMs: 10_000, edges: [] }), false);
+    c.start();
+    await waitUntil(() => cp.messages('hello').length === 1, 'hello');
+    assert.equal(cp.messages('hello', 0)[0]!.metrics, undefined, 'an invalid address is left out');
+    await c.stop();
+    metricsAddress = '10.0.0.5:9102';
+    track(c);
+    const edges = [{ source: `spiffe://${TD}/ns/default/sa/web`, service: 'api', namespace: 'default', peerAddress: '10.0.0.6', requests: 3, errors: 1, denials: 0, bytesIn: 10, bytesOut: 20 }];
+    assert.equal(c.sendReport({ seq: 0, intervalMs: 10_000, edges }), false);
+    c.start();
+    await waitUntil(() => cp.messages('hello').length === 2, 'second hello');
+    assert.equal(cp.messages('hello', 1)[0]!.metrics, '10.0.0.5:9102');
+    assert.equal(c.sendReport({ seq: 1, intervalMs: 10_000, edges }), true);
+    await waitUntil(() => cp.messages('report', 1).length === 1, 'report');
+    assert.deepEqual(cp.messages('report', 1)[0], { type: 'report', seq: 1, intervalMs: 10_000, edges });
+    assert.throws(() => c.sendReport({ seq: 2, intervalMs: 10, edges }), /intervalMs/);
+    const long = Array.from({ length: 200 }, (_, i) => ({ ...edges[0]!, source: `spiffe://${TD}/ns/default/sa/${'w'.repeat(400)}${i}` }));
+    assert.throws(() => c.sendReport({ seq: 2, intervalMs: 10_000, edges: long }), /more than the 65536/);
+    await c.stop();
+  });
+
   test('a server presenting another SPIFFE ID gets no hello, and the client keeps retrying', async () => {
     await stop?.();
     stop = undefined;

@@ -38,9 +38,10 @@ import {
   type DeltaMessage,
   type ErrorMessage,
   type Instance,
+  type ReportMessage,
   type SnapshotMessage,
 } from '../messages.js';
-import { INVALID, ValidationError, type Issue } from '../validate.js';
+import { INVALID, ValidationError, formatIssues, type Issue } from '../validate.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 
 /** The agent's current SVID and trust roots, all PEM. */
@@ -143,6 +144,13 @@ export interface PushClientOptions {
   revocations?: () => RevocationSet | undefined;
   /** Types to subscribe to; all when absent. */
   subscribe?: readonly ResourceType[];
+  /**
+   * Where this agent serves /metrics ("host:port"), said in hello for
+   * Prometheus discovery; a function is read at every hello (the admin port
+   * may be bound after the client is made). A value hello's schema refuses is
+   * left out (and logged).
+   */
+  metrics?: string | (() => string | undefined);
   /** The last good config (e.g. from disk): its versions go into hello, so the server can resume. */
   initial?: Partial<Record<ResourceType, { version: string; resources: readonly Resource[] }>>;
   /** Applies a change; throw (or reject) to refuse it: a nack is sent and the previous state kept. */
@@ -281,6 +289,24 @@ export class PushClient extends EventEmitter<PushClientEvents> {
     this.#registerText = text;
     const conn = this.#conn;
     if (conn?.helloSent) this.#send(conn, text);
+  }
+
+  /**
+   * Sends one frame of edge traffic (the communication-pattern monitor's
+   * input) if connected; returns whether it was sent. Reports are not
+   * queued: an interval lost to a disconnect is simply missing. Throws a
+   * ValidationError if the frame would not pass the server's schema or bound.
+   */
+  sendReport(report: Omit<ReportMessage, 'type'>): boolean {
+    const msg = checkMessage({ type: 'report', seq: report.seq, intervalMs: report.intervalMs, edges: [...report.edges] }, 'report');
+    const text = JSON.stringify(msg);
+    if (Buffer.byteLength(text) > MAX_CLIENT_FRAME_BYTES) {
+      throw new ValidationError([{ path: 'edges', message: `encode to ${Buffer.byteLength(text)} bytes, more than the ${MAX_CLIENT_FRAME_BYTES} an agent frame may carry`, fix: 'send fewer edges per frame' }], 'report');
+    }
+    const conn = this.#conn;
+    if (!conn?.helloSent || conn.closed) return false;
+    this.#send(conn, text);
+    return true;
   }
 
   /** Hello has been sent on a verified connection. */
@@ -596,7 +622,18 @@ export class PushClient extends EventEmitter<PushClientEvents> {
       protocol: PROTOCOL_VERSION,
       versions,
       ...(this.#opts.subscribe && { subscribe: [...this.#opts.subscribe] }),
+      ...this.#metricsField(),
     };
+  }
+
+  #metricsField(): { metrics?: string } {
+    const m = typeof this.#opts.metrics === 'function' ? this.#opts.metrics() : this.#opts.metrics;
+    if (m === undefined) return {};
+    const issues: Issue[] = [];
+    clientMessage.check({ type: 'hello', node: this.#opts.node, protocol: PROTOCOL_VERSION, versions: {}, metrics: m }, '', issues);
+    if (issues.length === 0) return { metrics: m };
+    this.#log({ event: 'push_metrics_address_invalid', metrics: m.slice(0, 300), error: formatIssues(issues, 'metrics') });
+    return {};
   }
 
   #send(conn: Connection, text: string): void {

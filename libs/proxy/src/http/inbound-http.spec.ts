@@ -179,6 +179,7 @@ test('onResult reports each exchange once with the verified peer and the forward
   assert.equal(results.length, n + 1);
   const r = results.at(-1)!;
   assert.deepEqual([r.peerId, r.method, r.path, r.status, r.error, r.upgrade], [CALLER, 'GET', '/r/s?t=1', 200, undefined, false]);
+  assert.equal(r.peerAddress, '127.0.0.1', "the caller's address, for the communication-pattern monitor");
   assert.equal(r.responseBytes, 'app saw /r/s?t=1'.length);
 });
 

@@ -40,9 +40,16 @@ export interface InboundResult {
   readonly trace: TraceContext;
   /** x-request-id as sent to the app. */
   readonly requestId: string;
+  /** The caller's IP address (IPv4-mapped IPv6 unwrapped). */
+  readonly peerAddress: string | undefined;
 }
 
-type ResultCore = Omit<InboundResult, 'trace' | 'requestId'>;
+type ResultCore = Omit<InboundResult, 'trace' | 'requestId' | 'peerAddress'>;
+
+function addressOf(req: IncomingMessage): string | undefined {
+  const a = req.socket.remoteAddress;
+  return a?.startsWith('::ffff:') ? a.slice(7) : a;
+}
 
 export interface InboundDeps {
   /** The verified SPIFFE ID of the peer on this connection (set by the caller when the mTLS handshake verified it). */
@@ -80,10 +87,10 @@ export function createInboundHandler(deps: InboundDeps): InboundHandler {
   const now = deps.now ?? (() => performance.now());
   const local = deps.local;
 
-  function report(ids: Ids | undefined, info: ResultCore): void {
+  function report(req: IncomingMessage, ids: Ids | undefined, info: ResultCore): void {
     if (!deps.onResult) return;
     try {
-      deps.onResult({ ...info, ...(ids ?? { trace: traceFor(undefined), requestId: requestIdFor(undefined).id }) });
+      deps.onResult({ ...info, ...(ids ?? { trace: traceFor(undefined), requestId: requestIdFor(undefined).id }), peerAddress: addressOf(req) });
     } catch {
       // a broken access logger must not break the data plane
     }
@@ -127,7 +134,7 @@ export function createInboundHandler(deps: InboundDeps): InboundHandler {
     if (!a.ok) {
       respondError(res, a.status, a.reason, a.status === 400 || a.status >= 500);
       req.resume();
-      report(a.ids, { peerId: a.peerId, method, path: req.url ?? '', status: a.status, durationMs: now() - t0, requestBytes: 0, responseBytes: 0, error: a.reason, upgrade: false });
+      report(req, a.ids, { peerId: a.peerId, method, path: req.url ?? '', status: a.status, durationMs: now() - t0, requestBytes: 0, responseBytes: 0, error: a.reason, upgrade: false });
       return;
     }
     const { peerId, path, ids } = a;
@@ -139,7 +146,7 @@ export function createInboundHandler(deps: InboundDeps): InboundHandler {
       if (done) return;
       done = true;
       if (timer) clearTimeout(timer);
-      report(ids, { peerId, method, path, status, durationMs: now() - t0, requestBytes, responseBytes, error, upgrade: false });
+      report(req, ids, { peerId, method, path, status, durationMs: now() - t0, requestBytes, responseBytes, error, upgrade: false });
     };
     const headers = a.headers;
     if (req.headers['transfer-encoding'] !== undefined) headers.push('Transfer-Encoding', 'chunked');
@@ -201,7 +208,7 @@ export function createInboundHandler(deps: InboundDeps): InboundHandler {
     }
     if (!a.ok) {
       respondErrorOnSocket(socket, a.status, a.reason);
-      report(a.ids, { peerId: a.peerId, method, path: req.url ?? '', status: a.status, durationMs: now() - t0, requestBytes: 0, responseBytes: 0, error: a.reason, upgrade: true });
+      report(req, a.ids, { peerId: a.peerId, method, path: req.url ?? '', status: a.status, durationMs: now() - t0, requestBytes: 0, responseBytes: 0, error: a.reason, upgrade: true });
       return;
     }
     const { peerId, path, ids } = a;
@@ -210,7 +217,7 @@ export function createInboundHandler(deps: InboundDeps): InboundHandler {
     const finish = (status: number, error: string | undefined): void => {
       if (done) return;
       done = true;
-      report(ids, { peerId, method, path, status, durationMs: now() - t0, requestBytes: 0, responseBytes: 0, error, upgrade: true });
+      report(req, ids, { peerId, method, path, status, durationMs: now() - t0, requestBytes: 0, responseBytes: 0, error, upgrade: true });
     };
     a.headers.push('Connection', 'Upgrade', 'Upgrade', req.headers.upgrade ?? 'websocket');
     const up = localRequest(method, path, a.headers);
