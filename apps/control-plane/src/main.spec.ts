@@ -19,6 +19,8 @@ test('bad flags exit 64 naming the flag and write nothing', () => {
     [['serve', '--dir', dir, '--ca', 'http://127.0.0.1:1'], /--ca must be https:\/\/HOST:PORT/],
     [['serve', '--dir', dir, '--ca', 'https://127.0.0.1:1', '--etcd', 'localhost:2379'], /--etcd must be a comma-separated list/],
     [['serve', '--dir', dir, '--bogus'], /Unknown option '--bogus'/],
+    [['serve', '--dir', dir, '--ca', 'https://127.0.0.1:1', '--ca-metrics', 'http://127.0.0.1:9465/metrics'], /--ca-metrics must be HOST:PORT/],
+    [['serve', '--dir', dir, '--ca', 'https://127.0.0.1:1', '--ca-metrics', '127.0.0.1:0'], /--ca-metrics must be HOST:PORT/],
     [['frobnicate'], /unknown command "frobnicate"/],
     [['serve', '--dir', dir], /no CA URL/],
   ];

@@ -11,6 +11,7 @@ const USAGE = `usage:
            [--credentials ADMIN_DIR]   operator credential (cert.pem, key.pem, bundle.pem[, ca-url]);
                                        needed on first start, and gets control-plane-url written into it
            [--host 127.0.0.1] [--port 8444] [--metrics-port 0]
+           [--ca-metrics HOST:PORT]    the CA's /metrics, listed in the Prometheus discovery
            [--etcd http://H:2379[,http://H2:2379]] [--etcd-prefix amime/]
            [--heartbeat 5s] [--grace 60s] [--ca-sync 5s] [--wait-for-ca SECONDS]`;
 
@@ -25,6 +26,12 @@ function seconds(v: string | undefined, flag: string, dflt: number): number {
   if (!m) fail(`${flag} must be a duration like 500ms, 5s or 1m, not ${JSON.stringify(v)}`);
   const n = Number(m[1]);
   return m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
+}
+
+function hostPort(v: string): string {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(v);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) fail(`--ca-metrics must be HOST:PORT (the CA's --metrics-port), not ${JSON.stringify(v)}`);
+  return v;
 }
 
 function port(v: string | undefined, flag: string, dflt: number): number {
@@ -46,7 +53,7 @@ try {
     args: rest,
     strict: true,
     options: Object.fromEntries(
-      ['dir', 'ca', 'credentials', 'host', 'port', 'metrics-port', 'etcd', 'etcd-prefix', 'heartbeat', 'grace', 'ca-sync', 'wait-for-ca'].map((k) => [k, { type: 'string' as const }]),
+      ['dir', 'ca', 'credentials', 'host', 'port', 'metrics-port', 'ca-metrics', 'etcd', 'etcd-prefix', 'heartbeat', 'grace', 'ca-sync', 'wait-for-ca'].map((k) => [k, { type: 'string' as const }]),
     ),
   }) as { values: Record<string, string | undefined> });
 } catch (err) {
@@ -96,6 +103,7 @@ const options = {
   host: values['host'] ?? '127.0.0.1',
   port: port(values['port'], '--port', 8444),
   metricsPort: port(values['metrics-port'], '--metrics-port', 0),
+  ...(values['ca-metrics'] !== undefined && { caMetricsAddress: hostPort(values['ca-metrics']) }),
   etcd: values['etcd'] ? { hosts: etcdHosts(values['etcd']), namespace: values['etcd-prefix'] ?? 'amime/' } : undefined,
   heartbeatMs: seconds(values['heartbeat'], '--heartbeat', 5000),
   graceMs: seconds(values['grace'], '--grace', 60_000),
