@@ -75,7 +75,7 @@ describe('pattern monitor in the control plane', () => {
     const groups = (await (await fetch(`${cp.metricsUrl}/v1/sd/prometheus`)).json()) as { targets: string[]; labels: Record<string, string> }[];
     assert.deepEqual(groups, [
       { targets: ['127.0.0.1:9102'], labels: { amime_component: 'agent', amime_node: 'vm1' } },
-      { targets: [new URL(cp.metricsUrl).host], labels: { amime_component: 'control-plane' } },
+      { targets: [new URL(cp.metricsUrl).host], labels: { amime_component: 'control-plane', amime_replica: cp.replica } },
     ]);
   });
 

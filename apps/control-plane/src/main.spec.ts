@@ -21,6 +21,8 @@ test('bad flags exit 64 naming the flag and write nothing', () => {
     [['serve', '--dir', dir, '--bogus'], /Unknown option '--bogus'/],
     [['serve', '--dir', dir, '--ca', 'https://127.0.0.1:1', '--ca-metrics', 'http://127.0.0.1:9465/metrics'], /--ca-metrics must be HOST:PORT/],
     [['serve', '--dir', dir, '--ca', 'https://127.0.0.1:1', '--ca-metrics', '127.0.0.1:0'], /--ca-metrics must be HOST:PORT/],
+    [['serve', '--dir', dir, '--ca', 'https://127.0.0.1:1', '--metrics-host', '[::1]'], /--metrics-host must be an IP address/],
+    [['serve', '--dir', dir, '--ca', 'https://127.0.0.1:1', '--metrics-host', 'http://10.0.0.1'], /--metrics-host must be an IP address/],
     [['frobnicate'], /unknown command "frobnicate"/],
     [['serve', '--dir', dir], /no CA URL/],
   ];

@@ -1,6 +1,6 @@
 // control-plane: a thin CLI over @amime/control-plane.
 import { existsSync, readFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { writeFileAtomicSync } from '@amime/store';
@@ -11,6 +11,8 @@ const USAGE = `usage:
            [--credentials ADMIN_DIR]   operator credential (cert.pem, key.pem, bundle.pem[, ca-url]);
                                        needed on first start, and gets control-plane-url written into it
            [--host 127.0.0.1] [--port 8444] [--metrics-port 0]
+           [--metrics-host 127.0.0.1]  where /metrics and the discovery listen; other replicas list
+                                       this replica at it (at --host when it is 0.0.0.0 or ::)
            [--ca-metrics HOST:PORT]    the CA's /metrics, listed in the Prometheus discovery
            [--etcd http://H:2379[,http://H2:2379]] [--etcd-prefix amime/]
            [--heartbeat 5s] [--grace 60s] [--ca-sync 5s] [--wait-for-ca SECONDS]`;
@@ -34,6 +36,14 @@ function hostPort(v: string): string {
   return v;
 }
 
+function bindHost(v: string | undefined, flag: string): string | undefined {
+  if (v === undefined) return undefined;
+  if (isIP(v) === 0 && !(v.length <= 253 && /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(v))) {
+    fail(`${flag} must be an IP address (IPv6 without brackets) or a host name, not ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
 function port(v: string | undefined, flag: string, dflt: number): number {
   if (v === undefined) return dflt;
   const n = Number(v);
@@ -53,7 +63,7 @@ try {
     args: rest,
     strict: true,
     options: Object.fromEntries(
-      ['dir', 'ca', 'credentials', 'host', 'port', 'metrics-port', 'ca-metrics', 'etcd', 'etcd-prefix', 'heartbeat', 'grace', 'ca-sync', 'wait-for-ca'].map((k) => [k, { type: 'string' as const }]),
+      ['dir', 'ca', 'credentials', 'host', 'port', 'metrics-port', 'metrics-host', 'ca-metrics', 'etcd', 'etcd-prefix', 'heartbeat', 'grace', 'ca-sync', 'wait-for-ca'].map((k) => [k, { type: 'string' as const }]),
     ),
   }) as { values: Record<string, string | undefined> });
 } catch (err) {
@@ -103,6 +113,7 @@ const options = {
   host: values['host'] ?? '127.0.0.1',
   port: port(values['port'], '--port', 8444),
   metricsPort: port(values['metrics-port'], '--metrics-port', 0),
+  metricsHost: bindHost(values['metrics-host'], '--metrics-host') ?? '127.0.0.1',
   ...(values['ca-metrics'] !== undefined && { caMetricsAddress: hostPort(values['ca-metrics']) }),
   etcd: values['etcd'] ? { hosts: etcdHosts(values['etcd']), namespace: values['etcd-prefix'] ?? 'amime/' } : undefined,
   heartbeatMs: seconds(values['heartbeat'], '--heartbeat', 5000),
@@ -120,7 +131,7 @@ try {
   process.exit(70);
 }
 if (adminDir) writeFileAtomicSync(join(adminDir, 'control-plane-url'), `${running.url}\n`, 0o600);
-process.stdout.write(JSON.stringify({ event: 'serving', url: running.url, metrics: running.metricsUrl, spiffeId: running.spiffeId }) + '\n');
+process.stdout.write(JSON.stringify({ event: 'serving', url: running.url, metrics: running.metricsUrl, replica: running.replicaId, spiffeId: running.spiffeId }) + '\n');
 
 let stopping = false;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {

@@ -6,11 +6,13 @@
 //   store ──watch──▶ ResourceCache ──notify──▶ PushServer ──▶ agents
 //   admin API ──▶ ResourceService ──▶ store      registry ──▶ Endpoints ──▶ store
 //   agents' edge reports ──▶ AnomalyService (pattern monitor) ──▶ /v1/anomalies, stream, metrics
+//   sessions ──▶ ReplicaDirectory ◀──▶ store /sd/replicas/ ──▶ /v1/sd/prometheus (every replica's agents)
 
 import { EventEmitter } from 'node:events';
 import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { EmbeddedStore, EtcdStore, type Store } from '@amime/store';
 import { RESOURCE_TYPES, type EndpointResource, type ResourceType, type ServiceResource } from '@amime/protocol';
@@ -21,7 +23,8 @@ import { Registry } from './registry.js';
 import { authenticateAdmin, createAdminHandler } from './admin-api.js';
 import { AnomalyService, meshMonitorSpec } from './anomaly-service.js';
 import { ANOMALY_STREAM_PATH, AnomalyStream } from './anomaly-stream.js';
-import { serveMetrics } from './metrics-server.js';
+import { isWildcardHost, metricsAddress, serveMetrics } from './metrics-server.js';
+import { randomReplicaId, ReplicaDirectory } from './replica-directory.js';
 import { SourceNodes } from './source-nodes.js';
 import { CaSync } from './ca-sync.js';
 import { ControlPlaneCredential } from './credential.js';
@@ -37,8 +40,14 @@ export interface ControlPlaneOptions {
   host?: string;
   /** 0 picks a free port. */
   port?: number;
-  /** Loopback /metrics, /healthz and /v1/sd/prometheus; undefined for none, 0 for a free port. */
+  /** /metrics, /healthz and /v1/sd/prometheus; undefined for none, 0 for a free port. */
   metricsPort?: number;
+  /**
+   * The address the metrics listener binds, 127.0.0.1 by default. Other
+   * replicas list it as `<metricsHost>:<port>`, or, for 0.0.0.0 and ::, as
+   * `<host>:<port>` (the machine's hostname if that is a wildcard too).
+   */
+  metricsHost?: string;
   /** The CA's /metrics "host:port", listed in Prometheus discovery when given. */
   caMetricsAddress?: string;
   /** etcd endpoints; the embedded store in <dir>/store when absent. */
@@ -55,6 +64,8 @@ export interface RunningControlPlane {
   url: string;
   port: number;
   metricsUrl: string | undefined;
+  /** This process's id among the replicas (a new one per start), labelled amime_replica in discovery. */
+  replicaId: string | undefined;
   spiffeId: string;
   metrics: ControlPlaneMetrics;
   push: PushServer;
@@ -125,6 +136,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
       return assignments.get(node)?.has(identity) ?? false;
     };
     const sessions = new Map<string, PushSession>();
+    // Created once the metrics listener knows its address; told when the agents change.
+    let directory: ReplicaDirectory | undefined;
     const sourceNodes = new SourceNodes({ endpoints: () => cache.list('Endpoint'), sessions: () => sessions.values(), assigned });
 
     // Collected lazily on scrape, after everything below exists.
@@ -165,12 +178,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
           registry.connected(s.node);
           sessions.set(s.node, s);
           sourceNodes.invalidate();
+          directory?.changed();
         },
         onDisconnect: (s) => {
           registry.disconnected(s.node);
           if (sessions.get(s.node) === s) sessions.delete(s.node);
           sourceNodes.invalidate();
           anomalies.forgetNode(s.node);
+          directory?.changed();
         },
         onReport: (s, report) => anomalies.report(s.node, report),
         onHeartbeat: (s) => registry.heartbeat(s.node),
@@ -266,27 +281,39 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
         new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeAllConnections();
+          // Upgraded sockets are no HTTP connections: end them now, or close waits for every agent to leave.
+          push.close();
+          stream.close();
         }),
     );
     const port = (server.address() as { port: number }).port;
 
+    const host = opts.host ?? '127.0.0.1';
     let metricsUrl: string | undefined;
     if (opts.metricsPort !== undefined) {
+      const agents = () => [...sessions.values()].map((s) => ({ node: s.node, metrics: s.metrics }));
+      const ca = opts.caMetricsAddress !== undefined ? { ca: opts.caMetricsAddress } : {};
+      const replicaId = randomReplicaId();
       const m: HttpServer = await serveMetrics({
         registry: metrics.registry,
         port: opts.metricsPort,
-        targets: {
-          agents: () => [...sessions.values()].map((s) => ({ node: s.node, metrics: s.metrics })),
-          ...(opts.caMetricsAddress !== undefined && { ca: opts.caMetricsAddress }),
-        },
+        host: opts.metricsHost ?? '127.0.0.1',
+        advertiseHost: isWildcardHost(host) ? hostname() : host,
+        targets: { agents, replica: replicaId, ...ca },
+        // Until the directory has loaded the other replicas, this replica's own view.
+        discovery: () => (directory?.ready ? directory.targets() : undefined),
       });
       closers.push(() => new Promise<void>((resolve) => m.close(() => resolve())));
-      metricsUrl = `http://127.0.0.1:${(m.address() as { port: number }).port}`;
+      const self = metricsAddress(m)!;
+      metricsUrl = `http://${self}`;
+      directory = new ReplicaDirectory({ store, id: replicaId, metrics: self, agents, ...ca, log });
+      // Closed before the store (closers run in reverse): a clean stop removes our entry.
+      closers.push(() => directory?.stop());
+      await directory.start();
     }
-    const host = opts.host ?? '127.0.0.1';
     const url = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
-    log({ event: 'listening', url, push: `wss://${host}:${port}${PUSH_PATH}`, metrics: metricsUrl, spiffeId: credential.spiffeId });
-    return { url, port, metricsUrl, spiffeId: credential.spiffeId, metrics, push, registry, cache, resources, anomalies, close };
+    log({ event: 'listening', url, push: `wss://${host}:${port}${PUSH_PATH}`, metrics: metricsUrl, replica: directory?.id, spiffeId: credential.spiffeId });
+    return { url, port, metricsUrl, replicaId: directory?.id, spiffeId: credential.spiffeId, metrics, push, registry, cache, resources, anomalies, close };
   } catch (err) {
     await close();
     throw err;

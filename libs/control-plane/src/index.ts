@@ -14,6 +14,7 @@ export { ControlPlaneError, type ControlPlaneErrorCode } from './errors.js';
 export { AnomalyService, ACCEPTED_EDGES_PREFIX, monitorSettingsOf, meshMonitorSpec, type AnomalyServiceOptions, type AcceptedEdge, type AnomalyMetrics } from './anomaly-service.js';
 export { AnomalyStream, ANOMALY_STREAM_PATH, type AnomalyStreamOptions } from './anomaly-stream.js';
 export { AnomalyClient, type AnomalyClientOptions, type AnomalyList } from './anomaly-client.js';
-export { serveMetrics, prometheusTargets, PROMETHEUS_SD_PATH, type TargetGroup, type ScrapeTargets } from './metrics-server.js';
+export { serveMetrics, prometheusTargets, metricsAddress, PROMETHEUS_SD_PATH, type TargetGroup, type ScrapeTargets, type MetricsServerOptions } from './metrics-server.js';
+export { ReplicaDirectory, REPLICAS_PREFIX, REPLICA_DEFAULTS, randomReplicaId, type ReplicaDirectoryOptions, type ReplicaEntry } from './replica-directory.js';
 export { SourceNodes, normalizeIp, type SourceNodesDeps } from './source-nodes.js';
 export { ReportGate, type GateVerdict } from './report-gate.js';
