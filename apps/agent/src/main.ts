@@ -47,7 +47,9 @@ if (values['token-file']) {
   try {
     token = readFileSync(values['token-file'], 'utf8').trim();
   } catch (err) {
-    fail(`cannot read --token-file: ${(err as Error).message}`, 78);
+    // The token is needed for the first join only: once it is used (and removed), the
+    // stored SVID rejoins. Without a stored SVID the agent says to create a new token.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') fail(`cannot read --token-file: ${(err as Error).message}`, 78);
   }
 }
 

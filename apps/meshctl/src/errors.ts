@@ -12,6 +12,10 @@ export const EXIT = {
   usage: 64,
   /** A local failure (e.g. writing the credential files): EX_SOFTWARE. */
   internal: 70,
+  /** A file or directory cannot be written (agent install): EX_CANTCREAT. */
+  cantCreate: 73,
+  /** Invalid agent config, bundle or workloads (agent install): EX_CONFIG. */
+  config: 78,
 } as const;
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 

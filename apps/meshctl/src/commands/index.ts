@@ -1,5 +1,6 @@
 // Every meshctl command, in the order `meshctl --help` lists them.
 import { adminRenew } from './admin.js';
+import { agentInstall } from './agent-install.js';
 import { agents } from './agents.js';
 import { anomalies, anomaliesAccept } from './anomalies.js';
 import { apply } from './apply.js';
@@ -14,4 +15,4 @@ import { rotate } from './rotate.js';
 import { status } from './status.js';
 import { tokenCreate } from './token.js';
 
-export const COMMANDS: readonly Command[] = [init, status, tokenCreate, assign, unassign, assignments, revoke, unrevoke, rotate, bundleShow, adminRenew, apply, get, deleteResource, agents, anomalies, anomaliesAccept];
+export const COMMANDS: readonly Command[] = [init, status, tokenCreate, assign, unassign, assignments, revoke, unrevoke, rotate, bundleShow, adminRenew, apply, get, deleteResource, agents, agentInstall, anomalies, anomaliesAccept];
