@@ -51,6 +51,11 @@ const clip = (s: string | undefined): string | undefined => (s === undefined || 
 export async function openAccessLog(path: string): Promise<AccessLog> {
   const { default: pino } = await import('pino');
   const dest = pino.destination({ dest: path === 'stdout' ? 1 : path === 'stderr' ? 2 : path, sync: false, mkdir: true, maxLength: 16 * 1024 * 1024 });
+  // Opened before anything logs: pino flushes synchronously at exit, which throws on a destination not open yet.
+  await new Promise<void>((resolve, reject) => {
+    dest.once('ready', () => resolve());
+    dest.once('error', reject);
+  });
   const logger: Logger = pino({ base: undefined, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg', formatters: { level: (label) => ({ level: label }) } }, dest);
   return {
     log: (r) =>

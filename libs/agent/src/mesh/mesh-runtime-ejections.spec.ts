@@ -30,7 +30,10 @@ test('a new balancer reports its service with count 0 (the series exists); an ej
   const failures = s.outlier().consecutiveFailures;
   const failOut = (key: string) => {
     const e = b.snapshot().find((x) => x.key === key)!;
-    const handle = Array.from({ length: 50 }, () => b.pick()!).find((p) => p.key === e.key)!;
+    // P2C picks at random: keep picking until this endpoint comes up (bounded)
+    let handle = b.pick()!;
+    for (let i = 0; i < 10_000 && handle.key !== e.key; i++) handle = b.pick()!;
+    assert.equal(handle.key, e.key, `${key} never picked`);
     for (let i = 0; i < failures; i++) {
       b.start(handle);
       b.finish(handle, false, 1);
