@@ -17,7 +17,7 @@ import {
   createInboundHandler,
   createInboundServer,
   parseServiceSni,
-  serverOptions,
+  createProxyServer,
   splice,
   type AuthorizeResult,
   type InboundConnection,
@@ -151,14 +151,7 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
         }
       },
     });
-    const server = http.createServer(serverOptions(), handler);
-    server.on('upgrade', handler.upgrade);
-    // A bad request head: answer 400 and close; never let the parser's error escape.
-    server.on('clientError', (_err, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-      else socket.destroy();
-    });
-    (lw as { http: http.Server }).http = server;
+    (lw as { http: http.Server }).http = createProxyServer(handler);
     workloads.set(service, lw);
   }
 

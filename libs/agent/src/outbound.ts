@@ -19,7 +19,7 @@ import {
   PeerHttpAgent,
   RetryBudget,
   createOutboundHandler,
-  serverOptions,
+  createProxyServer,
   serviceSni,
   type EndpointLease,
   type PeerRoute,
@@ -200,12 +200,7 @@ export async function startOutbound(deps: OutboundDepsIn): Promise<Outbound> {
           });
         },
       });
-      const server = http.createServer(serverOptions(), handler);
-      server.on('upgrade', handler.upgrade);
-      server.on('clientError', (_err, socket) => {
-        if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-        else socket.destroy();
-      });
+      const server = createProxyServer(handler);
       httpServers.push(server);
       return server;
     };

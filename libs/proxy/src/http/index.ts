@@ -4,6 +4,7 @@ export { SOURCE_IDENTITY_HEADER, ERROR_HEADER, MIRROR_HEADER, isHopByHop, forwar
 export {
   MAX_HEADER_SIZE,
   serverOptions,
+  createProxyServer,
   checkRequest,
   splitTarget,
   respondError,

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import { createInboundHandler } from './inbound-http.js';
-import { serverOptions } from './server-options.js';
+import { createProxyServer, serverOptions } from './server-options.js';
 import { closeServer, listen, rawRequest, startBackend, type Backend } from './testing/helpers.js';
 
 let app: Backend;
@@ -135,5 +135,31 @@ test('the strict parser matters: with insecureHTTPParser some of the table gets 
     assert.equal(r.status, 200, 'obs-fold is accepted by the lenient parser');
   } finally {
     await closeServer(lenient);
+  }
+});
+
+test('createProxyServer: a malformed head is answered 400 and closed; a good request reaches the handler; upgrades go to handler.upgrade', async () => {
+  const seen: string[] = [];
+  const handler = Object.assign((req: http.IncomingMessage, res: http.ServerResponse) => {
+    seen.push(`request ${req.url}`);
+    res.end('ok');
+  }, {
+    upgrade: (req: http.IncomingMessage, socket: import('node:stream').Duplex) => {
+      seen.push(`upgrade ${req.url}`);
+      socket.end('HTTP/1.1 403 Forbidden\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    },
+  });
+  const server = createProxyServer(handler);
+  const p = await listen(server);
+  try {
+    const bad = await rawRequest(p, `GET / HTTP/1.1\r\n${H}X-A: b\x00c\r\n\r\n`);
+    assert.deepEqual([bad.status, bad.closed], [400, true]);
+    const good = await rawRequest(p, `GET /fine HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+    assert.equal(good.status, 200);
+    const up = await rawRequest(p, `GET /ws HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n`);
+    assert.equal(up.status, 403);
+    assert.deepEqual(seen, ['request /fine', 'upgrade /ws']);
+  } finally {
+    await closeServer(server);
   }
 });

@@ -15,7 +15,7 @@
 //   "chunked" (e.g. "gzip, chunked"; we would forward the body undecoded),
 //   several Host fields, absolute-form targets whose authority differs from Host,
 //   and targets that are neither origin-form, absolute-form nor "*" for OPTIONS.
-import type { IncomingMessage, ServerOptions, ServerResponse } from 'node:http';
+import http, { type IncomingMessage, type ServerOptions, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ERROR_HEADER } from './headers.js';
 
@@ -156,3 +156,18 @@ const STATUS_TEXT: Readonly<Record<number, string>> = {
   504: 'Gateway Timeout',
   505: 'HTTP Version Not Supported',
 };
+
+/**
+ * An agent HTTP server (outbound listener or inbound per workload): the hardened
+ * options, WebSocket upgrades to the handler, and a bad request head answered
+ * with 400 and closed, so the parser's error never escapes.
+ */
+export function createProxyServer(handler: ((req: IncomingMessage, res: ServerResponse) => void) & { upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void }): http.Server {
+  const server = http.createServer(serverOptions(), handler);
+  server.on('upgrade', handler.upgrade);
+  server.on('clientError', (_err, socket: Duplex) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+  return server;
+}
