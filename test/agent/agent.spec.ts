@@ -17,6 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { adminCredential, initCa, request, serveCa, stop, type CaProcess, type Credential, type Reply } from '../ca/fixtures/ca-process.js';
 import { serveControlPlane, type CpProcess } from '../control-plane/fixtures/cp-process.js';
 import { freePort, runAgent, writeAgentConfig, type AgentProcess } from './fixtures/agent-process.js';
+import { until } from '../fixtures/until.js';
 
 process.env['AMIME_CA_QUIET'] = '1';
 const TD = 'agent.e2e';
@@ -59,20 +60,6 @@ const apply = async (yaml: string): Promise<void> => {
   assert.equal(r.status, 200, `apply: ${r.status} ${r.text}`);
 };
 
-async function until<T>(what: string, check: () => T | Promise<T>, timeoutMs = 15_000): Promise<Exclude<T, false | undefined | null | 0 | ''>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v as Exclude<T, false | undefined | null | 0 | ''>;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await sleep(100);
-  }
-}
 
 const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 8 });
 

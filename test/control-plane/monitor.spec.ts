@@ -14,6 +14,7 @@ import type { Finding } from '@amime/monitor';
 import { PushClient } from '@amime/protocol/client';
 import { adminCredential, initCa, keyAndCsr, request, serveCa, stop, type CaProcess, type Credential, type Reply } from '../ca/fixtures/ca-process.js';
 import { metric, serveControlPlane, type CpProcess } from './fixtures/cp-process.js';
+import { until } from '../fixtures/until.js';
 
 process.env['AMIME_CA_QUIET'] = '1';
 const TD = 'monitor.e2e';
@@ -26,15 +27,6 @@ let cp: CpProcess;
 let admin: Credential & { bundlePem: string };
 let agent: PushClient;
 
-async function until<T>(what: string, check: () => T | Promise<T>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 const ok = async (r: Promise<Reply>, what: string): Promise<Reply> => {
   const reply = await r;

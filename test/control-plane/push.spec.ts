@@ -18,6 +18,7 @@ import type { EndpointResource, Resource, ResourceType, TrustBundleResource } fr
 import { PushClient, type AppliedUpdate } from '@amime/protocol/client';
 import { adminCredential, initCa, keyAndCsr, request, serveCa, stop, workspace, type CaProcess, type Credential, type Reply } from '../ca/fixtures/ca-process.js';
 import { metric, serveControlPlane, type CpProcess } from './fixtures/cp-process.js';
+import { until } from '../fixtures/until.js';
 
 process.env['AMIME_CA_QUIET'] = '1';
 const TD = 'push.e2e';
@@ -49,15 +50,6 @@ async function ok(r: Promise<Reply>, what: string): Promise<Reply> {
 }
 
 /** Waits (bounded) until `check` returns a truthy value. */
-async function until<T>(what: string, check: () => T | Promise<T>, timeoutMs = 10_000): Promise<Exclude<T, false | undefined | null | 0 | ''>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v as Exclude<T, false | undefined | null | 0 | ''>;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 interface Agent {
   node: string;

@@ -8,11 +8,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { PushClient } from '@amime/protocol/client';
 import { adminCredential, initCa, keyAndCsr, request, serveCa, stop, type CaProcess, type Credential } from '../ca/fixtures/ca-process.js';
 import { startEtcd, stopEtcd, type EtcdProcess } from '../store/fixtures/etcd-process.js';
 import { serveControlPlane, type CpProcess } from './fixtures/cp-process.js';
+import { until } from '../fixtures/until.js';
 
 process.env['AMIME_CA_QUIET'] = '1';
 const TD = 'sd.test';
@@ -26,15 +26,6 @@ let admin: Credential & { bundlePem: string };
 const cps: CpProcess[] = [];
 const agents: PushClient[] = [];
 
-async function until<T>(what: string, check: () => T | Promise<T>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 const sd = async (cp: CpProcess): Promise<Group[]> => (await (await fetch(`${cp.metricsUrl}/v1/sd/prometheus`)).json()) as Group[];
 

@@ -25,6 +25,7 @@ import { adminCredential, initCa, request, stop, workspace, type Credential, typ
 import { serveControlPlane, type CpProcess } from '../control-plane/fixtures/cp-process.js';
 import { freePort, runAgent, writeAgentConfig, type AgentProcess } from '../agent/fixtures/agent-process.js';
 import { spawnReady, type ReadyProcess } from '../fixtures/spawn-ready.js';
+import { until } from '../fixtures/until.js';
 
 process.env['AMIME_CA_QUIET'] = '1';
 const DEPLOY = join(workspace, 'deploy');
@@ -259,20 +260,6 @@ describe('against a running mesh', () => {
     assert.equal(r.status, 200, `apply: ${r.status} ${r.text}`);
   };
 
-  async function until<T>(what: string, check: () => T | Promise<T>, timeoutMs = 20_000, everyMs = 200): Promise<Exclude<T, false | undefined | null | 0 | ''>> {
-    const deadline = Date.now() + timeoutMs;
-    let last: unknown;
-    for (;;) {
-      try {
-        const v = await check();
-        if (v) return v as Exclude<T, false | undefined | null | 0 | ''>;
-      } catch (err) {
-        last = err;
-      }
-      if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-      await sleep(everyMs);
-    }
-  }
 
   /** One request from "web" to catalog through vm1's outbound listener. */
   function call(path: string): Promise<number> {

@@ -12,6 +12,7 @@ import { createInboundServer, type InboundServer } from './inbound-server.js';
 import { ALPN_MUX, serviceSni } from './sni.js';
 import { MuxSession, type MuxResetReason, type MuxStream } from './mux.js';
 import { MuxPool, type MuxPoolOptions, type MuxTarget } from './mux-pool.js';
+import { until, within } from '../testing/wait.js';
 
 const TD = 'td';
 const WEB = `spiffe://${TD}/ns/shop/sa/web`;
@@ -43,23 +44,6 @@ function contextOf(id: string): tls.SecureContext {
 
 const verify = (s: TLSSocket) => verifyPeer(s, { bundle });
 
-const BOUND_MS = 20_000;
-
-function within<V>(p: Promise<V>, what: string, ms = BOUND_MS): Promise<V> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
-}
-
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > BOUND_MS) assert.fail(`condition not reached: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 interface ServerSession {
   session: MuxSession;

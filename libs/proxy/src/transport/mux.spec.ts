@@ -10,6 +10,7 @@ import { Duplex } from 'node:stream';
 import { MuxProtocolError, MuxSession, MuxStream, MUX_MAX_PAYLOAD, type MuxResetReason, type MuxSessionOptions } from './mux.js';
 import { bridge, type BridgeResult } from './mux-bridge.js';
 import { TransportError } from './errors.js';
+import { until, within } from '../testing/wait.js';
 
 // --- wire format (see mux.ts): u32 length, u8 type, u32 stream id, payload ---
 const T = { OPEN: 1, DATA: 2, END: 3, RESET: 4, CREDIT: 5, GOAWAY: 6 } as const;
@@ -65,27 +66,6 @@ class FrameReader {
   }
 }
 
-// --- waiting, always bounded ---
-
-const BOUND_MS = 20_000;
-
-/** Resolves with p, or fails the test after `ms` (the machine may be busy: bounds are generous). */
-function within<V>(p: Promise<V>, what: string, ms = BOUND_MS): Promise<V> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
-}
-
-/** Polls a condition on the event loop, at most BOUND_MS. */
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > BOUND_MS) assert.fail(`condition not reached: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
