@@ -1,0 +1,2 @@
+// placeholder: the dashboard server (see libs/dashboard)
+export {};
