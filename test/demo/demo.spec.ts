@@ -11,21 +11,15 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { adminCredential, initCa, request, serveCa, stop, workspace, type CaProcess, type Credential } from '../ca/fixtures/ca-process.js';
+import { adminCredential, initCa, request, serveCa, stop, type CaProcess, type Credential } from '../ca/fixtures/ca-process.js';
 import { serveControlPlane, type CpProcess } from '../control-plane/fixtures/cp-process.js';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { startDemo as startDemoProcess, type DemoProcess } from './fixtures/demo-process.js';
 
 process.env['AMIME_CA_QUIET'] = '1';
 const TD = 'demo.e2e';
 const id = (s: string) => `spiffe://${TD}/ns/demo/sa/${s}`;
-const main = join(workspace, 'apps', 'demo', 'src', 'main.ts');
 
-interface Ready {
-  web: string;
-  admin: Record<'vm1' | 'vm2' | 'vm3', string>;
-  joined: string[];
-  pids: number[];
-}
 interface Page {
   catalog: { service: string; caller: string; inventory: { stock?: Record<string, number>; caller?: string } };
   reviews: { service: string; version: string; caller: string };
@@ -36,12 +30,7 @@ let root: string;
 let ca: CaProcess | undefined;
 let cp: CpProcess | undefined;
 let admin: Credential & { bundlePem: string };
-/** The orchestrator process: its handle (so after() can stop it even when it never got ready), its ready line, its stderr. */
-interface Demo {
-  child: ChildProcess;
-  line: Ready;
-  stderr(): string;
-}
+type Demo = DemoProcess;
 let demo: Demo | undefined;
 let spawned: ChildProcess | undefined;
 
@@ -51,32 +40,9 @@ const caStatus = async (): Promise<{ pendingTokens: number; nodes: Record<string
   return r.json;
 };
 
-/** Starts the orchestrator and resolves with its `demo_ready` line (bounded: 150 s). */
-async function startDemo(): Promise<Demo> {
-  const args = ['--import', 'tsx', main, '--state', join(root, 'demo'), '--credentials', join(root, 'ca', 'admin'), '--free-ports', '--rate', '2', '--deny-every', '4', '--wait', '120'];
-  const child = spawn(process.execPath, args, { cwd: workspace, stdio: ['ignore', 'pipe', 'pipe'] });
-  spawned = child;
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8');
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (d: string) => (err = (err + d).slice(-200_000)));
-  const line = await new Promise<Ready>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the demo was not ready within 150 s: ${err.slice(-3000)}\n${out.slice(-3000)}`)), 150_000);
-    child.stdout.on('data', (d: string) => {
-      out = (out + d).slice(-200_000);
-      const l = out.split('\n').slice(0, -1).find((x) => x.startsWith('{"event":"demo_ready"')); // whole lines only
-      if (l) {
-        clearTimeout(timer);
-        resolve(JSON.parse(l) as Ready);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`the demo exited (${code}) before it was ready: ${err.slice(-3000)}\n${out.slice(-3000)}`));
-    });
-  });
-  return { child, line, stderr: () => err };
+/** Starts the orchestrator (bounded: 150 s); after() stops it even when it never got ready. */
+function startDemo(): Promise<Demo> {
+  return startDemoProcess({ state: join(root, 'demo'), credentials: join(root, 'ca', 'admin'), rate: 2, denyEvery: 4, onSpawn: (child) => (spawned = child) });
 }
 
 const alive = (pid: number): boolean => {

@@ -1,6 +1,7 @@
 // `npm start`: bring up the mesh on loopback through Nx: the certificate
-// authority, the control plane (which waits for the CA) and the demo
-// (apps/demo, which waits for both). The demo orchestrator, not Nx, starts
+// authority, the control plane (which waits for the CA), the demo
+// (apps/demo, which waits for both) and the dashboard (apps/dashboard, which
+// waits for the control plane). The demo orchestrator, not Nx, starts
 // the three agents, the demo-* services and the traffic generator: it has to
 // make tokens and write agent configs before the agents start, point each
 // service at its agent's upstream ports, and own every PID so that it can
@@ -20,10 +21,12 @@ console.log(`amime: starting the mesh on loopback (state in ${join(workspace, 'v
   demo:            web http://127.0.0.1:18080/ (web → catalog → inventory, web → reviews v1/v2 90/10,
                    web → inventory denied); agents vm1-vm3 admin http://127.0.0.1:15101-15103
                    (/metrics, /config_dump); state in var/demo; docs/operations/demo.md
+  dashboard:       http://127.0.0.1:18090/ (service graph, certificates, anomalies, policies, routes;
+                   live once the control plane answers; docs/operations/dashboard.md)
   The demo prints the full "where to look" once the mesh answers.
   Ctrl-C stops everything.
 `);
-const child = spawn(nx, ['run-many', '-t', 'serve', '--projects=ca,control-plane,demo', '--outputStyle=stream', '--parallel=10'], {
+const child = spawn(nx, ['run-many', '-t', 'serve', '--projects=ca,control-plane,demo,dashboard', '--outputStyle=stream', '--parallel=10'], {
   cwd: workspace,
   stdio: 'inherit',
   env: { ...process.env, NX_DAEMON: 'false', NX_NO_CLOUD: 'true', NX_TUI: 'false' },

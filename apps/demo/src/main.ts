@@ -172,6 +172,7 @@ amime demo: the mesh is up (namespace demo, trust domain ${cred.trustDomain})
              denials: curl -s ${admin('vm3')}/metrics | grep amime_agent_authorization_decisions_total
   control plane: ${cp.url} (admin API), metrics ${opts.cpMetrics}/metrics, discovery ${opts.cpMetrics}/v1/sd/prometheus
   CA:        ${caUrl}, metrics ${opts.caMetrics}/metrics
+  dashboard: ${opts.dashboard}   (live service graph, certificates, anomalies, policies, routes; docs/operations/dashboard.md)
   meshctl:   npm run meshctl -- agents | get routes -n demo -o yaml | anomalies --watch   (learning window ${opts.learningWindow})
   Prometheus: prometheus --config.file=${rel(promConfig)} --storage.tsdb.path=${rel(join(state, 'prometheus'))} --web.listen-address=127.0.0.1:9090
   Grafana:   dashboards in deploy/grafana (docs/operations/observability.md); this demo: docs/operations/demo.md

@@ -1,6 +1,7 @@
 // The orchestrator's side of the CA and the control plane: wait for both,
 // assign the demo identities, make join tokens only for agents that have
 // never joined (or whose stored SVID is from another CA), apply resources.
+import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
@@ -112,19 +113,31 @@ export async function connect(o: { credentialsDir: string; caUrl?: string | unde
 
 /**
  * True when the agent's data dir holds an SVID from this CA (one of the roots
- * it stored is still in the CA's bundle), so it rejoins without a token.
- * An SVID from a CA that no longer exists (var/ca was removed) is wiped.
+ * it stored is still in the CA's bundle) that is still valid for a minute,
+ * so it rejoins without a token. An expired SVID (the demo was stopped for
+ * longer than its lifetime) is kept, and the node gets a token: the agent
+ * rejoins with it. An SVID from a CA that no longer exists (var/ca was
+ * removed) is wiped.
  */
-export function hasUsableSvid(stateDir: string, node: Node, bundlePem: string): boolean {
+export function hasUsableSvid(stateDir: string, node: Node, bundlePem: string, now = Date.now()): boolean {
   const dir = dataDir(stateDir, node);
   const cert = join(dir, 'identity', 'agent.crt');
   const stored = join(dir, 'identity', 'bundle.crt');
   if (!existsSync(cert)) return false;
+  if (!validForAMinute(readFileSync(cert, 'utf8'), now)) return false;
   const current = new Set(fromPem(bundlePem, 'CERTIFICATE').map((d) => Buffer.from(d).toString('base64')));
   const mine = existsSync(stored) ? fromPem(readFileSync(stored, 'utf8'), 'CERTIFICATE').map((d) => Buffer.from(d).toString('base64')) : [];
   if (mine.some((r) => current.has(r))) return true;
   rmSync(dir, { recursive: true, force: true });
   return false;
+}
+
+function validForAMinute(certPem: string, now: number): boolean {
+  try {
+    return Date.parse(new X509Certificate(certPem).validTo) > now + 60_000;
+  } catch {
+    return false; // unreadable: a token makes it whole again
+  }
 }
 
 /** Assigns every demo identity (idempotent) and returns a join token for each node that needs one. */

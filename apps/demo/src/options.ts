@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 
 export const USAGE = `usage: demo [--state DIR] [--credentials DIR] [--ca URL] [--control-plane URL]
             [--free-ports] [--rate N] [--deny-every N] [--wait SECONDS] [--learning-window 2m]
-            [--cp-metrics URL] [--ca-metrics URL] [--verbose]
+            [--cp-metrics URL] [--ca-metrics URL] [--dashboard URL] [--verbose]
   --state            where the demo keeps agent configs, SVIDs, access logs, ports (default var/demo; AMIME_DEMO_STATE)
   --credentials      the CA admin directory (default var/ca/admin; AMIME_CREDENTIALS); ca-url and
                      control-plane-url in it say where the CA and the control plane are
@@ -16,6 +16,7 @@ export const USAGE = `usage: demo [--state DIR] [--credentials DIR] [--ca URL] [
   --learning-window  the monitor's learning window set in the MeshConfig (default 2m)
   --cp-metrics, --ca-metrics   where their /metrics are, for the printout and the Prometheus config
                      (default http://127.0.0.1:9444 and http://127.0.0.1:9443, as npm start runs them)
+  --dashboard        where the dashboard is, for the printout (default http://127.0.0.1:18090/, as npm start runs it)
   --verbose          pass every line of the agents' logs through (default: warnings, errors, lifecycle)`;
 
 export interface DemoOptions {
@@ -30,6 +31,7 @@ export interface DemoOptions {
   learningWindow: string;
   cpMetrics: string;
   caMetrics: string;
+  dashboard: string;
   verbose: boolean;
 }
 
@@ -55,6 +57,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv, cwd: string
         'learning-window': { type: 'string' },
         'cp-metrics': { type: 'string' },
         'ca-metrics': { type: 'string' },
+        dashboard: { type: 'string' },
         verbose: { type: 'boolean' },
       },
     }));
@@ -90,6 +93,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv, cwd: string
     learningWindow,
     cpMetrics: url('cp-metrics', str('cp-metrics'), /^http:\/\/[^/]+\/?$/) ?? 'http://127.0.0.1:9444',
     caMetrics: url('ca-metrics', str('ca-metrics'), /^http:\/\/[^/]+\/?$/) ?? 'http://127.0.0.1:9443',
+    dashboard: `${url('dashboard', str('dashboard'), /^http:\/\/[^/]+\/?$/) ?? 'http://127.0.0.1:18090'}/`,
     verbose: values['verbose'] === true,
   };
 }

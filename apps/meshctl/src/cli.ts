@@ -94,7 +94,10 @@ const CONTROL_PLANE_NEXT_STEP: Readonly<Record<string, string>> = {
   peer_expired: "the admin SVID has expired: renew it ('meshctl admin renew')",
   peer_revoked: 'this credential is revoked; use another admin credential',
   body_too_large: 'the input is over 1 MiB: split it into several files',
+  agent_not_connected: "see the connected agents with 'meshctl agents'; with several control-plane replicas, ask the one the agent is connected to (--control-plane)",
+  bad_node: "node names are lowercase letters, digits and '-' ('meshctl agents' lists them)",
   internal: 'the control plane failed internally: its log has the request ID above',
+  too_many_taps: 'wait for a running tap to end (each ends by its --duration), or stop one with Ctrl-C',
 };
 const CONTROL_PLANE_TRANSPORT_STEP: Readonly<Record<string, string>> = {
   unreachable: 'check that the control plane is running and the URL is right (--control-plane, AMIME_CONTROL_PLANE_URL or <credentials>/control-plane-url)',
@@ -178,7 +181,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     };
     const out = await command!.run(ctx);
     io.stdout.write(render(out, format));
-    return EXIT.ok;
+    return out.exitCode ?? EXIT.ok;
   } catch (err) {
     const e = err instanceof ControlPlaneClientError ? fromControlPlaneError(err) : toCliError(err);
     io.stderr.write(`meshctl: ${e.message}\n`);

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { fromPem, parseCertificate, parseSpiffeId } from '@amime/identity';
+import { AdminCredentialError, loadAdminCredential } from '@amime/control-plane';
 import { UsageError } from './errors.js';
 
 export const DEFAULT_CREDENTIALS_DIR = 'var/ca/admin';
@@ -30,25 +30,13 @@ export function credentialsDir(flag: string | undefined, env: NodeJS.ProcessEnv,
 const SETUP_HINT = "pass --credentials DIR (or set AMIME_CREDENTIALS) to the admin directory `ca init` or 'meshctl init' wrote";
 
 export function readCredential(dir: string): AdminCredential {
-  const read = (file: string): string => {
-    const path = join(dir, file);
-    if (!existsSync(path)) throw new UsageError(`no admin credential: ${path} does not exist`, SETUP_HINT);
-    return readFileSync(path, 'utf8');
-  };
-  const certPem = read('cert.pem');
-  const keyPem = read('key.pem');
-  const bundlePem = read('bundle.pem');
-  let spiffeId: string;
-  let notAfter: Date;
+  // The reading itself is shared with the dashboard (@amime/control-plane); meshctl adds how to fix it.
   try {
-    const leaf = parseCertificate(fromPem(certPem, 'CERTIFICATE')[0]!);
-    spiffeId = leaf.uris.find((u) => u.startsWith('spiffe://')) ?? '';
-    notAfter = leaf.notAfter;
-    parseSpiffeId(spiffeId);
+    return loadAdminCredential(dir);
   } catch (err) {
-    throw new UsageError(`${join(dir, 'cert.pem')} holds no X.509-SVID: ${(err as Error).message}`, SETUP_HINT);
+    if (err instanceof AdminCredentialError) throw new UsageError(err.message, SETUP_HINT);
+    throw err;
   }
-  return { dir, certPem, keyPem, bundlePem, spiffeId, trustDomain: parseSpiffeId(spiffeId).trustDomain, notAfter };
 }
 
 /** The CA URL: --ca, else AMIME_CA_URL, else <credentials>/ca-url (written by `ca serve`). */

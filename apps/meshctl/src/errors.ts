@@ -8,6 +8,8 @@ export const EXIT = {
   refused: 1,
   /** The CA could not be reached, or did not prove it is the CA. */
   unreachable: 2,
+  /** `meshctl check`: at least one check failed (warnings alone exit 0). */
+  checkFailed: 3,
   /** Bad flags or arguments, or local setup missing (no CA URL, no credential). */
   usage: 64,
   /** A local failure (e.g. writing the credential files): EX_SOFTWARE. */

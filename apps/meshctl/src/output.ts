@@ -13,6 +13,8 @@ export interface CommandOutput {
   data?: unknown;
   human?: string;
   raw?: string;
+  /** Exit with this code after printing (e.g. `check` when a check failed); default 0. */
+  exitCode?: number;
 }
 
 export function render(out: CommandOutput, format: OutputFormat): string {

@@ -11,7 +11,8 @@ export const GLOBAL_USAGE = `global flags:
   -h, --help           this help
 
 exit codes: 0 ok, 1 the CA or control plane refused (the message says what to do next), 2 CA or
-control plane unreachable or not proving its identity (TLS), 64 usage or local setup error, 70 local failure,
+control plane unreachable or not proving its identity (TLS), 3 'check' found a failed check (warnings
+alone exit 0), 64 usage or local setup error, 70 local failure,
 73 a file cannot be written, 78 invalid agent config (agent install)`;
 
 export function commandUsage(c: Command): string {

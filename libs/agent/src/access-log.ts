@@ -28,6 +28,8 @@ export interface AccessRecord {
   /** The peer agent (outbound) or the local app (inbound), host:port. */
   upstream?: string | undefined;
   method?: string;
+  /** The Host header (taps only; not logged). */
+  authority?: string | undefined;
   path?: string;
   status?: number;
   durationMs: number;

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { bundleToPem, trustDomainFromPem } from '@amime/identity';
-import { MONITOR_DEFAULTS, RESOURCE_TYPES, durationMs, type Instance, type HealthState } from '@amime/protocol';
+import { MONITOR_DEFAULTS, RESOURCE_TYPES, durationMs, type HeldSvid, type Instance, type HealthState } from '@amime/protocol';
 import { HealthChecker, PushClient } from '@amime/protocol/client';
 import type { AgentConfig, WorkloadConfig } from './config/agent-config.js';
 import { LastGoodConfig } from './config/last-good.js';
@@ -21,6 +21,7 @@ import { startOutbound, type Outbound } from './outbound.js';
 import { openAccessLog, type AccessLog } from './access-log.js';
 import { OtlpExporter, spanOf } from './otlp.js';
 import { EdgeReporter } from './edge-reporter.js';
+import { TapHub } from './tap.js';
 
 export type AgentLog = (event: Record<string, unknown>) => void;
 
@@ -123,6 +124,11 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
     log({ level: 'warn', event: 'config_rejected', type: r.resourceType, version: r.version, error: r.error });
   });
   push.on('server_error', (e) => log({ level: 'warn', event: 'control_plane_error', code: e.code, message: e.message }));
+  // Live taps (meshctl tap): opened and ended by the control plane; dropped with the connection (it re-sends live ones).
+  const taps = new TapHub({ node: config.node, send: (f) => push.sendTapEvents(f), log: (e) => log({ component: 'agent-tap', ...e }) });
+  push.on('tap', (m) => taps.open(m));
+  push.on('untap', (m) => taps.close(m.id));
+  push.on('disconnected', () => taps.clear());
   push.on('connected', (c) => log({ level: 'info', event: 'control_plane_connected', server: c.serverId }));
   push.on('disconnected', (d) => log({ level: d.wasConnected ? 'warn' : 'info', event: 'control_plane_disconnected', reason: d.reason, message: d.message, retryInMs: d.retryInMs }));
 
@@ -153,8 +159,8 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
           },
         }
       : undefined;
-  const inbound: Inbound = await startInbound({ config, identity, runtime: () => runtime, metrics, log, access, edges });
-  const outbound: Outbound = await startOutbound({ config, identity, runtime: () => runtime, metrics, log, access });
+  const inbound: Inbound = await startInbound({ config, identity, runtime: () => runtime, metrics, log, access, edges, taps });
+  const outbound: Outbound = await startOutbound({ config, identity, runtime: () => runtime, metrics, log, access, taps });
 
   // 5. Registration, with health from active checks where configured.
   const health = new Map<string, HealthState>();
@@ -173,7 +179,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
     onChange: (k, state) => {
       health.set(k, state);
       log({ level: state === 'healthy' ? 'info' : 'warn', event: 'workload_health', workload: k, state });
-      push.register(instances());
+      push.register(instances(), heldSvids(identity));
     },
     log: (e) => log({ component: 'agent-health', ...e }),
   });
@@ -182,7 +188,15 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
       w.check ? [{ key: key(w), host: w.address, port: w.port, kind: w.check.http !== undefined ? ('http' as const) : ('tcp' as const), ...(w.check.http !== undefined && { path: w.check.http }) }] : [],
     ),
   );
-  push.register(instances());
+  push.register(instances(), heldSvids(identity));
+  // Renewed SVIDs go with the next registration, so operators see current expiries; a burst of renewals sends one.
+  let svidsTimer: NodeJS.Timeout | undefined;
+  identity.on('rotated', () => {
+    svidsTimer ??= setTimeout(() => {
+      svidsTimer = undefined;
+      push.register(instances(), heldSvids(identity));
+    }, 200).unref();
+  });
   push.start();
   edges.start();
 
@@ -224,7 +238,9 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
       (stopping ??= (async () => {
         clearInterval(caRefresh);
         clearInterval(followInterval);
+        clearTimeout(svidsTimer);
         edges.stop();
+        taps.clear();
         checker.stop();
         await Promise.all([outbound.drain(drainMs), inbound.drain(drainMs)]);
         await push.stop();
@@ -245,6 +261,11 @@ function metricsAddress(adminAddress: string, advertise: string, port: number): 
 const CA_REFRESH_MS = 300_000;
 
 const key = (w: WorkloadConfig) => `${w.namespace}/${w.service}`;
+
+/** The SVIDs this agent holds (its own, then its workloads'), for the control plane's certificate view. */
+function heldSvids(identity: IdentityManager): HeldSvid[] {
+  return identity.list().flatMap((c) => (c.serialHex && c.notBefore && c.notAfter ? [{ spiffeId: c.spiffeId, serial: c.serialHex, notBefore: c.notBefore.toISOString(), notAfter: c.notAfter.toISOString() }] : []));
+}
 
 /** The roots in use now (the CA's or a pushed TrustBundle), falling back to the install's. */
 function currentBundlePem(identity: IdentityManager, fallback: string): string {

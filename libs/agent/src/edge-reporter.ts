@@ -9,7 +9,11 @@
 // complete. Every interval sends at least that one frame, so an edge that
 // went silent reads as 0. Memory is bounded: beyond maxEdges distinct edges
 // in one interval, new ones are counted as dropped, not kept.
-import { MAX_CLIENT_FRAME_BYTES, MAX_EDGES_PER_REPORT, type EdgeCounts, type ReportMessage } from '@amime/protocol';
+//
+// HTTP requests also carry their duration: a fixed histogram per edge over
+// EDGE_LATENCY_BOUNDS_MS (made on the edge's first sample of the interval),
+// found by a short scan; nothing is allocated per request.
+import { EDGE_LATENCY_BOUNDS_MS, EDGE_LATENCY_BUCKETS, MAX_CLIENT_FRAME_BYTES, MAX_EDGES_PER_REPORT, type EdgeCounts, type ReportMessage } from '@amime/protocol';
 
 export const DEFAULT_REPORT_INTERVAL_MS = 10_000;
 /** 50 frames of 200: the control plane's per-interval frame bound. */
@@ -24,6 +28,20 @@ export interface EdgeOutcome {
   denied?: boolean;
   bytesIn?: number;
   bytesOut?: number;
+  /** An HTTP request's duration (ms): counted in the edge's latency histogram. TCP streams give none. */
+  durationMs?: number;
+}
+
+/** A packed copy: the scan reads doubles, not a frozen array's elements. */
+const BOUNDS = Float64Array.from(EDGE_LATENCY_BOUNDS_MS);
+
+/** The latency bucket of a duration: the first bound it does not exceed, else the overflow. */
+export function latencyBucket(ms: number): number {
+  const b = BOUNDS;
+  let i = 0;
+  // ~13 bounds, most requests fall in the first few: a linear scan beats a binary search here
+  while (i < b.length && ms > b[i]!) i++;
+  return i;
 }
 
 export interface EdgeReporterOptions {
@@ -48,6 +66,8 @@ interface Counts {
   denials: number;
   bytesIn: number;
   bytesOut: number;
+  /** Set on the interval's first HTTP sample (the key is absent until then: TCP-only edges send none). */
+  latency?: number[];
 }
 
 const defaultSchedule = (fn: () => void, ms: number) => {
@@ -93,7 +113,11 @@ export class EdgeReporter {
     const c = this.#counts(source, service, namespace, peerAddress);
     if (!c) return;
     c.requests++;
-    if (outcome) this.#add(c, outcome);
+    if (!outcome) return;
+    this.#add(c, outcome);
+    const ms = outcome.durationMs;
+    // NaN and negatives (a clock step) are not latencies
+    if (ms !== undefined && ms >= 0) (c.latency ??= new Array<number>(EDGE_LATENCY_BUCKETS).fill(0))[latencyBucket(ms)]!++;
   }
 
   /**
@@ -159,9 +183,13 @@ export class EdgeReporter {
       const frame = edges.slice(i, i + MAX_EDGES_PER_REPORT);
       // A frame over the byte bound (very long identities) is cut short: being
       // short it ends the interval, and what it could not carry goes next time.
-      let bytes = 64;
-      let fit = 0;
-      while (fit < frame.length && (bytes += JSON.stringify(frame[fit]).length + 1) <= FRAME_BUDGET_BYTES) fit++;
+      let fit = fitting(frame);
+      if (fit < frame.length && frame.some((e) => e.latency)) {
+        // Latency is the first thing to give up: without it the interval's counts still all go now.
+        for (let k = 0; k < frame.length; k++) if (frame[k]!.latency) frame[k] = withoutLatency(frame[k]!);
+        this.#opts.log?.({ level: 'warn', event: 'edge_report_latency_dropped', edges: frame.length });
+        fit = fitting(frame);
+      }
       if (fit < frame.length) {
         frames.push(frame.slice(0, fit));
         this.#carry = edges.slice(i + frames.at(-1)!.length, i + frames.at(-1)!.length + this.#maxEdges);
@@ -186,6 +214,19 @@ export class EdgeReporter {
     }
     return sent;
   }
+}
+
+/** How many edges from the start of `frame` fit in one frame's byte budget. */
+function fitting(frame: readonly EdgeCounts[]): number {
+  let bytes = 64;
+  let fit = 0;
+  while (fit < frame.length && (bytes += JSON.stringify(frame[fit]).length + 1) <= FRAME_BUDGET_BYTES) fit++;
+  return fit;
+}
+
+function withoutLatency(e: EdgeCounts): EdgeCounts {
+  const { latency: _latency, ...rest } = e;
+  return rest;
 }
 
 function checkInterval(ms: number): number {

@@ -32,6 +32,8 @@ import { RequestRecorder, type AgentMetrics } from './metrics.js';
 import type { AgentLog } from './agent.js';
 import type { AccessLog } from './access-log.js';
 import type { EdgeReporter } from './edge-reporter.js';
+import type { TapHub } from './tap.js';
+import type { AccessRecord } from './access-log.js';
 
 export interface Inbound {
   readonly port: number;
@@ -44,6 +46,8 @@ interface InboundDepsIn {
   access?: AccessLog | undefined;
   /** Per-edge traffic for the control plane's communication-pattern monitor. */
   edges?: EdgeReporter | undefined;
+  /** Live taps: a record is built for them only while one is open. */
+  taps?: TapHub | undefined;
   config: AgentConfig;
   identity: IdentityManager;
   runtime: () => MeshRuntime;
@@ -67,7 +71,7 @@ export function peerVerifier(identity: IdentityManager): VerifyPeerFn {
 }
 
 export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
-  const { config, identity, runtime, metrics, log, access, edges } = deps;
+  const { config, identity, runtime, metrics, log, access, edges, taps } = deps;
   const ipOf = (s: Socket): string | undefined => {
     const a = s.remoteAddress;
     return a?.startsWith('::ffff:') ? a.slice(7) : a;
@@ -124,10 +128,10 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
       onResult: (r) => {
         recorder.record(service, r.peerId ?? '', r.status, r.durationMs, w.identity);
         // denied requests count as requests too: a denial spike is one of the monitor's findings
-        if (edges && r.peerId && r.peerAddress) edges.record(r.peerId, w.service, w.namespace, r.peerAddress, { error: r.status >= 500, denied: r.status === 403 && r.error !== undefined, bytesIn: r.requestBytes, bytesOut: r.responseBytes });
-        if (access) {
+        if (edges && r.peerId && r.peerAddress) edges.record(r.peerId, w.service, w.namespace, r.peerAddress, { error: r.status >= 500, denied: r.status === 403 && r.error !== undefined, bytesIn: r.requestBytes, bytesOut: r.responseBytes, durationMs: r.durationMs });
+        if (access || taps?.active) {
           const q = r.path.indexOf('?');
-          access.log({
+          const rec: AccessRecord = {
             protocol: 'http',
             direction: 'inbound',
             service,
@@ -147,7 +151,10 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
             bytesReceived: r.requestBytes,
             bytesSent: r.responseBytes,
             error: r.error,
-          });
+            authority: r.authority,
+          };
+          access?.log(rec);
+          taps?.offer(rec);
         }
       },
     });
@@ -207,8 +214,10 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
       idleTimeoutMs: 300_000,
       onStream: (stream: MuxStream) => {
         // per stream, not per session: a policy or limit change applies to the next connection
-        if (!decide(lw.w, conn.peerId).allowed) {
+        const d = decide(lw.w, conn.peerId);
+        if (!d.allowed) {
           if (edges && ip) edges.record(conn.peerId, lw.w.service, lw.w.namespace, ip, { denied: true });
+          if (taps?.active) taps.offer(deniedStream(service, conn.peerId, lw.w.identity, d.reason));
           stream.reset('refused');
           return;
         }
@@ -237,18 +246,22 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
           // the bridge's "in" is from the peer (to the app), its "out" from the app (to the peer)
           metrics.bytes.inc({ direction: 'inbound', service, flow: 'received' }, r.bytesIn);
           metrics.bytes.inc({ direction: 'inbound', service, flow: 'sent' }, r.bytesOut);
-          access?.log({
-            protocol: 'tcp',
-            direction: 'inbound',
-            service,
-            source: conn.peerId,
-            destination: lw.w.identity,
-            upstream: `${lw.w.address}:${lw.w.port}`,
-            durationMs: performance.now() - t0,
-            bytesReceived: r.bytesIn,
-            bytesSent: r.bytesOut,
-            error: r.reset ?? (r.error ? (r.error as NodeJS.ErrnoException).code ?? 'error' : undefined),
-          });
+          if (access || taps?.active) {
+            const rec: AccessRecord = {
+              protocol: 'tcp',
+              direction: 'inbound',
+              service,
+              source: conn.peerId,
+              destination: lw.w.identity,
+              upstream: `${lw.w.address}:${lw.w.port}`,
+              durationMs: performance.now() - t0,
+              bytesReceived: r.bytesIn,
+              bytesSent: r.bytesOut,
+              error: r.reset ?? (r.error ? (r.error as NodeJS.ErrnoException).code ?? 'error' : undefined),
+            };
+            access?.log(rec);
+            taps?.offer(rec);
+          }
         });
       },
       onClose: () => muxSessions.delete(session),
@@ -262,6 +275,7 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
     const ip = ipOf(conn.socket);
     if (!d.allowed) {
       if (edges && ip) edges.record(conn.peerId, lw.w.service, lw.w.namespace, ip, { denied: true });
+      if (taps?.active) taps.offer(deniedStream(service, conn.peerId, lw.w.identity, d.reason));
       conn.socket.destroy();
       return;
     }
@@ -275,8 +289,11 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
     metrics.connectionsOpened.inc({ direction: 'inbound', service });
     if (edges && ip) edges.record(conn.peerId, lw.w.service, lw.w.namespace, ip);
     tcpOpen.add(conn.socket);
+    const t0 = performance.now();
     const s = splice(conn.socket, local);
     void s.closed.then((r) => {
+      // plain (unmultiplexed) streams reach taps only, as before they reached no access log
+      if (taps?.active) taps.offer({ protocol: 'tcp', direction: 'inbound', service, source: conn.peerId, destination: lw.w.identity, upstream: `${lw.w.address}:${lw.w.port}`, durationMs: performance.now() - t0, bytesReceived: r.bytesOut, bytesSent: r.bytesIn, error: r.error ? (r.error as NodeJS.ErrnoException).code ?? 'error' : undefined });
       tcpOpen.delete(conn.socket);
       metrics.connectionsClosed.inc({ direction: 'inbound', service });
       metrics.bytes.inc({ direction: 'inbound', service, flow: 'received' }, r.bytesOut);
@@ -315,4 +332,9 @@ export async function startInbound(deps: InboundDepsIn): Promise<Inbound> {
       for (const s of tcpOpen) s.destroy();
     },
   };
+}
+
+/** A stream refused by authorization, for taps (it never reached the app). */
+function deniedStream(service: string, source: string, destination: string, reason: string | undefined): AccessRecord {
+  return { protocol: 'tcp', direction: 'inbound', service, source, destination, durationMs: 0, bytesReceived: 0, bytesSent: 0, error: reason ?? 'denied' };
 }

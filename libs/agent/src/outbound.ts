@@ -34,7 +34,8 @@ import { serviceKey } from './mesh/mesh-state.js';
 import { RequestRecorder, type AgentMetrics } from './metrics.js';
 import { peerVerifier } from './inbound.js';
 import type { AgentLog } from './agent.js';
-import type { AccessLog } from './access-log.js';
+import type { AccessLog, AccessRecord } from './access-log.js';
+import type { TapHub } from './tap.js';
 
 export interface Outbound {
   readonly listeners: { workload: string; upstream: string; port: number }[];
@@ -45,6 +46,8 @@ export interface Outbound {
 
 interface OutboundDepsIn {
   access?: AccessLog | undefined;
+  /** Live taps: a record is built for them only while one is open. */
+  taps?: TapHub | undefined;
   config: AgentConfig;
   identity: IdentityManager;
   runtime: () => MeshRuntime;
@@ -85,7 +88,7 @@ interface Lease extends EndpointLease {
 }
 
 export async function startOutbound(deps: OutboundDepsIn): Promise<Outbound> {
-  const { config, identity, runtime, metrics, log, access } = deps;
+  const { config, identity, runtime, metrics, log, access, taps } = deps;
   const connector = new PeerConnector({ context: (src) => identity.contextFor(src), verify: peerVerifier(identity) });
   // A rotated SVID: later connections present the new one; sessions of the old are dropped.
   identity.on('rotated', (id) => connector.forgetSessions(id));
@@ -176,7 +179,8 @@ export async function startOutbound(deps: OutboundDepsIn): Promise<Outbound> {
           const service = r.backend ? `${r.backend.namespace}/${r.backend.name}` : r.service ? `${r.service.namespace}/${r.service.name}` : '';
           recorder.record(service, source, r.status, r.durationMs, r.destination ?? '');
           if (r.attempts > 1) metrics.retries.inc({ service }, r.attempts - 1);
-          access?.log({
+          if (!access && !taps?.active) return;
+          const rec: AccessRecord = {
             protocol: 'http',
             direction: 'outbound',
             service,
@@ -197,7 +201,10 @@ export async function startOutbound(deps: OutboundDepsIn): Promise<Outbound> {
             bytesReceived: r.responseBytes,
             bytesSent: r.requestBytes,
             error: r.error,
-          });
+            authority: r.authority,
+          };
+          access?.log(rec);
+          taps?.offer(rec);
         },
       });
       const server = createProxyServer(handler);
@@ -273,18 +280,22 @@ export async function startOutbound(deps: OutboundDepsIn): Promise<Outbound> {
       metrics.connectionsClosed.inc({ direction: 'outbound', service });
       metrics.bytes.inc({ direction: 'outbound', service, flow: 'sent' }, r.bytesOut);
       metrics.bytes.inc({ direction: 'outbound', service, flow: 'received' }, r.bytesIn);
-      access?.log({
-        protocol: 'tcp',
-        direction: 'outbound',
-        service,
-        source: w.identity,
-        destination: ep.identity,
-        upstream: `${ep.address}:${ep.port}`,
-        durationMs: performance.now() - t0,
-        bytesReceived: r.bytesIn,
-        bytesSent: r.bytesOut,
-        error: r.reset ?? (r.error ? (r.error as NodeJS.ErrnoException).code ?? 'error' : undefined),
-      });
+      if (access || taps?.active) {
+        const rec: AccessRecord = {
+          protocol: 'tcp',
+          direction: 'outbound',
+          service,
+          source: w.identity,
+          destination: ep.identity,
+          upstream: `${ep.address}:${ep.port}`,
+          durationMs: performance.now() - t0,
+          bytesReceived: r.bytesIn,
+          bytesSent: r.bytesOut,
+          error: r.reset ?? (r.error ? (r.error as NodeJS.ErrnoException).code ?? 'error' : undefined),
+        };
+        access?.log(rec);
+        taps?.offer(rec);
+      }
       return;
     }
     log({ level: 'warn', event: 'tcp_upstream_unavailable', workload: `${w.namespace}/${w.service}`, service });

@@ -157,6 +157,8 @@ function routes(ca: CertificateAuthorityService): Map<string, Route> {
         assignments: Object.keys(s.assignments).length,
         pendingTokens: s.tokens.filter((t) => !t.usedAt).length,
         ttl: s.ttl,
+        // The CA's clock when it answered, for clock-skew checks (meshctl check).
+        time: new Date().toISOString(),
       };
     },
   });

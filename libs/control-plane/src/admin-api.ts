@@ -14,6 +14,8 @@ import { DEFAULT_MAX_RESOURCE_BYTES, ValidationError, dns1123Name, object, parse
 import type { EdgeKey, Finding } from '@amime/monitor';
 import { ControlPlaneError, cpError } from './errors.js';
 import { type ResourceService, validationFailure } from './resource-service.js';
+import { windowOf, type TrafficApi } from './traffic-api.js';
+import type { AgentConfigDump, CertEntry, CertInventory, EndpointView, PeerCertificates } from './operator-views.js';
 
 /** Largest request body: one apply of up to 1 MiB of YAML or JSON. */
 export const MAX_ADMIN_BODY_BYTES = DEFAULT_MAX_RESOURCE_BYTES;
@@ -34,6 +36,10 @@ export interface AgentStatus {
   types: Record<string, { acked?: string; inFlight?: string; nack?: { version: string; error: string; at: string } }>;
   /** Instances it registered. */
   instances: number;
+  /** Its SVID as presented on the push connection (a renewal shows from its next connection). */
+  svid?: PeerCertificates['svid'];
+  /** The certificates its connection presented above the SVID (the root excluded: see GET /v1/certs). */
+  intermediates?: CertEntry[];
 }
 
 export interface AdminApiDeps {
@@ -49,8 +55,16 @@ export interface AdminApiDeps {
   log?(event: Record<string, unknown>): void;
   /** Default DEFAULT_ADMIN_BODY_TIMEOUT_MS. */
   bodyTimeoutMs?: number;
+  /** Registered instances (GET /v1/endpoints; 404 without it). */
+  endpoints?(filter: { service?: string; namespace?: string }): EndpointView[];
+  /** Every certificate known, with expiry (GET /v1/certs; 404 without it). */
+  certs?(): CertInventory;
+  /** What is held for a connected node, or undefined when it is not connected (GET /v1/agents/:node/config). */
+  agentConfig?(node: string): AgentConfigDump | undefined;
   /** The communication-pattern monitor's findings; the /v1/anomalies routes answer 404 without it. */
   anomalies?: AnomalyApi;
+  /** The live per-edge traffic view; the /v1/traffic routes answer 404 without it. */
+  traffic?: TrafficApi;
 }
 
 /** What the /v1/anomalies routes need (AnomalyService has it). */
@@ -170,6 +184,25 @@ function findRoute(segments: readonly string[], deps: AdminApiDeps, bodyTimeoutM
     }
     return undefined;
   }
+  if (what === 'traffic' && deps.traffic && rest.length <= 1) {
+    const t = deps.traffic;
+    if (rest.length === 0) return { params: [], route: { pattern: '/v1/traffic', getQuery: ['window'], methods: { GET: ({ query }) => t.snapshot(windowOf(query)) } } };
+    if (rest[0] === 'stream') {
+      // Served on the upgrade (a WebSocket); a plain request only gets told so.
+      const ws = () => {
+        throw badRequest('the stream is a WebSocket: connect with an Upgrade: websocket request', 'websocket_required');
+      };
+      return { params: [], route: { pattern: '/v1/traffic/stream', getQuery: ['window'], methods: { GET: ws } } };
+    }
+    return undefined;
+  }
+  if (what === 'tap' && rest.length === 0) {
+    // Served on the upgrade (tap-broker.ts); a plain request only gets told so.
+    const ws = () => {
+      throw badRequest('the tap is a WebSocket: connect with an Upgrade: websocket request (meshctl tap does)', 'websocket_required');
+    };
+    return { params: [], route: { pattern: '/v1/tap', getQuery: ['service', 'namespace', 'duration', 'rate'], methods: { GET: ws } } };
+  }
   if (what === 'anomalies' && deps.anomalies) {
     const a = deps.anomalies;
     if (rest.length === 0) {
@@ -222,9 +255,60 @@ function findRoute(segments: readonly string[], deps: AdminApiDeps, bodyTimeoutM
     }
     return undefined;
   }
+  const operator = operatorRoute(what, rest, deps);
+  if (operator) return operator;
   if (rest.length > 0) return undefined;
   if (what === 'agents') return { params: [], route: { pattern: '/v1/agents', methods: { GET: () => ({ agents: deps.agents() }) } } };
   if (what === 'status') return { params: [], route: { pattern: '/v1/status', methods: { GET: () => deps.status() } } };
+  return undefined;
+}
+
+/** `?name=` at most once, a DNS-1123 label, or absent. */
+function labelParam(query: URLSearchParams, name: string): string | undefined {
+  const all = query.getAll(name);
+  if (all.length === 0) return undefined;
+  if (all.length > 1 || !DNS_LABEL.test(all[0]!)) throw badRequest(`${name}: give it once, as a name of lowercase letters, digits and "-" (at most 63)`, 'bad_query');
+  return all[0];
+}
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** GET /v1/endpoints, /v1/certs and /v1/agents/:node/config, when their sources are wired. */
+function operatorRoute(what: string | undefined, rest: readonly string[], deps: AdminApiDeps): { route: Route; params: string[] } | undefined {
+  const { endpoints, certs, agentConfig } = deps;
+  if (what === 'endpoints' && rest.length === 0 && endpoints) {
+    return {
+      params: [],
+      route: {
+        pattern: '/v1/endpoints',
+        getQuery: ['service', 'namespace'],
+        methods: {
+          GET: ({ query }) => {
+            const service = labelParam(query, 'service');
+            const namespace = labelParam(query, 'namespace');
+            return { items: endpoints({ ...(service !== undefined && { service }), ...(namespace !== undefined && { namespace }) }) };
+          },
+        },
+      },
+    };
+  }
+  if (what === 'certs' && rest.length === 0 && certs) return { params: [], route: { pattern: '/v1/certs', methods: { GET: () => certs() } } };
+  if (what === 'agents' && rest.length === 2 && rest[1] === 'config' && agentConfig) {
+    return {
+      params: [rest[0]!],
+      route: {
+        pattern: '/v1/agents/:node/config',
+        methods: {
+          GET: ({ params }) => {
+            const node = params[0]!;
+            if (!DNS_LABEL.test(node)) throw badRequest(`node: ${JSON.stringify(node.slice(0, 80))} is not a node name (lowercase letters, digits and "-", at most 63)`, 'bad_node');
+            const dump = agentConfig(node);
+            if (!dump) throw cpError('AMIME_ERR_CP_NOT_FOUND', `agent ${node} is not connected to this control plane; 'meshctl agents' lists the connected ones`, 'agent_not_connected');
+            return dump;
+          },
+        },
+      },
+    };
+  }
   return undefined;
 }
 

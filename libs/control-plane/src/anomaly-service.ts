@@ -38,6 +38,8 @@ export interface AnomalyServiceOptions {
   /** Findings kept for GET /v1/anomalies. Default 1000. */
   logSize?: number;
   maxEdges?: number;
+  /** Every report frame the rate limit let through (the traffic view takes them); must not throw. */
+  onReport?(node: string, report: ReportMessage): void;
   log?(event: Record<string, unknown>): void;
 }
 
@@ -115,6 +117,7 @@ export class AnomalyService {
         if (verdict === 'banned') this.#opts.log?.({ event: 'monitor_report_refused', node, reason: verdict });
         return;
       }
+      this.#opts.onReport?.(node, report);
       this.monitor.ingest(node, report, this.#opts.resolveSourceNode);
       this.#opts.metrics?.monitorEdges.set(this.monitor.size);
     } catch (err) {

@@ -9,7 +9,11 @@ import tls from 'node:tls';
 import { bundleFromPem, parseErrorBody, parseSpiffeId, parseTrustDomain, SvidHttpsClient, trustDomainFromPem, type TrustBundle } from '@amime/identity';
 import type { Issue, Resource } from '@amime/protocol';
 import type { AgentStatus } from './admin-api.js';
+import type { AgentConfigDump, CertInventory, EndpointView } from './operator-views.js';
 import type { ApplyOutcome, DeleteResult } from './resource-service.js';
+import type { TrafficSnapshot } from '@amime/traffic';
+import { followTraffic, isTrafficSnapshot, type TrafficStreamConnect } from './traffic-client.js';
+import { openTapStream, type TapEndFrame, type TapFrame, type TapStreamRequest } from './tap-client.js';
 
 /** Reasons a request failed before the control plane could answer it. */
 export const CONTROL_PLANE_CLIENT_TRANSPORT_REASONS = ['unreachable', 'timeout', 'server_identity', 'tls', 'bad_response', 'bad_options'] as const;
@@ -74,6 +78,8 @@ export class ControlPlaneClient {
   readonly expectedServerId: string;
   readonly timeoutMs: number;
   readonly #https: SvidHttpsClient<ControlPlaneClientError>;
+  /** What a WebSocket stream (watchTraffic) connects with. */
+  readonly #stream: TrafficStreamConnect;
 
   constructor(opts: ControlPlaneClientOptions) {
     try {
@@ -115,6 +121,16 @@ export class ControlPlaneClient {
       maxFreeSockets: 1,
       errors: { transport: transportError, answer: errorFromBody },
     });
+    this.#stream = {
+      url: this.url,
+      bundlePem: opts.bundlePem,
+      bundle,
+      credential: opts.credential,
+      expectedServerId: this.expectedServerId,
+      timeoutMs: this.timeoutMs,
+      transport: (reason, message) => transportError(reason as ControlPlaneClientTransportReason, message),
+      answer: errorFromBody,
+    };
   }
 
   /** Close idle keep-alive connections. The client stays usable. */
@@ -153,6 +169,57 @@ export class ControlPlaneClient {
 
   status(): Promise<Record<string, unknown>> {
     return this.#https.json('GET', '/v1/status');
+  }
+
+  /**
+   * A live request stream of one service (GET /v1/tap, a WebSocket): `onFrame`
+   * for each frame; resolves with the end frame when the tap's duration ends,
+   * or undefined once `signal` aborts (the control plane then untaps).
+   */
+  tap(request: TapStreamRequest, onFrame: (f: TapFrame) => void, signal?: AbortSignal): Promise<TapEndFrame | undefined> {
+    return openTapStream(this.#stream, request, onFrame, signal);
+  }
+
+  /** The live per-edge traffic over the last `windowSeconds` (10..3600; the control plane's default, 60, when absent). */
+  async traffic(windowSeconds?: number): Promise<TrafficSnapshot> {
+    const out = await this.#https.json<unknown>('GET', `/v1/traffic${windowSeconds === undefined ? '' : `?window=${encodeURIComponent(String(windowSeconds))}`}`);
+    if (!isTrafficSnapshot(out)) throw transportError('bad_response', 'GET /v1/traffic: the answer is not a traffic snapshot (windowSeconds, generatedAt, edges)');
+    return out;
+  }
+
+  /**
+   * Follows GET /v1/traffic/stream: `onSnapshot` at once, then whenever the
+   * view changes (at most once a second), until `signal` aborts (resolves)
+   * or the stream ends or is refused (rejects with a ControlPlaneClientError).
+   */
+  watchTraffic(onSnapshot: (s: TrafficSnapshot) => void, opts: { windowSeconds?: number; signal?: AbortSignal } = {}): Promise<void> {
+    return followTraffic(this.#stream, onSnapshot, opts);
+  }
+
+  /** Every registered instance, optionally of one service and/or namespace. */
+  async endpoints(filter: { service?: string; namespace?: string } = {}): Promise<EndpointView[]> {
+    const q = new URLSearchParams();
+    if (filter.service !== undefined) q.set('service', filter.service);
+    if (filter.namespace !== undefined) q.set('namespace', filter.namespace);
+    const qs = q.toString();
+    const path = `/v1/endpoints${qs === '' ? '' : `?${qs}`}`;
+    const out = await this.#https.json<{ items?: unknown }>('GET', path);
+    if (!Array.isArray(out.items)) throw transportError('bad_response', 'GET /v1/endpoints: the answer has no items array');
+    return out.items as EndpointView[];
+  }
+
+  /** Roots, intermediates, agent and workload SVIDs, each with its expiry. */
+  async certs(): Promise<CertInventory> {
+    const out = await this.#https.json<Partial<CertInventory>>('GET', '/v1/certs');
+    for (const k of ['roots', 'intermediates', 'agents', 'workloads'] as const) {
+      if (!Array.isArray(out[k])) throw transportError('bad_response', `GET /v1/certs: the answer has no ${k} array`);
+    }
+    return out as CertInventory;
+  }
+
+  /** What the control plane holds for a connected node; 404 (reason agent_not_connected) otherwise. */
+  agentConfig(node: string): Promise<AgentConfigDump> {
+    return this.#https.json('GET', `/v1/agents/${segment(node)}/config`);
   }
 }
 

@@ -6,6 +6,7 @@
 //   store ──watch──▶ ResourceCache ──notify──▶ PushServer ──▶ agents
 //   admin API ──▶ ResourceService ──▶ store      registry ──▶ Endpoints ──▶ store
 //   agents' edge reports ──▶ AnomalyService (pattern monitor) ──▶ /v1/anomalies, stream, metrics
+//                        └──(past its rate limit)──▶ TrafficView ──▶ /v1/traffic, stream
 //   sessions ──▶ ReplicaDirectory ◀──▶ store /sd/replicas/ ──▶ /v1/sd/prometheus (every replica's agents)
 
 import { EventEmitter } from 'node:events';
@@ -15,14 +16,20 @@ import type { Duplex } from 'node:stream';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { EmbeddedStore, EtcdStore, type Store } from '@amime/store';
-import { RESOURCE_TYPES, type EndpointResource, type ResourceType, type ServiceResource } from '@amime/protocol';
+import { RESOURCE_TYPES, type EndpointResource, type HeldSvid, type ResourceType, type ServiceResource } from '@amime/protocol';
+import { fromPem, parseCertificate } from '@amime/identity';
 import { PushServer, PUSH_PATH, type PushSession } from '@amime/protocol/server';
 import { ResourceCache } from './resource-cache.js';
 import { ResourceService } from './resource-service.js';
 import { Registry } from './registry.js';
 import { authenticateAdmin, createAdminHandler } from './admin-api.js';
+import { certInventory, configDump, endpointViews, peerCertificates } from './operator-views.js';
 import { AnomalyService, meshMonitorSpec } from './anomaly-service.js';
 import { ANOMALY_STREAM_PATH, AnomalyStream } from './anomaly-stream.js';
+import { TAP_PATH, TapBroker } from './tap-broker.js';
+import { sourceIndex, TrafficView } from '@amime/traffic';
+import { TRAFFIC_STREAM_PATH } from './traffic-api.js';
+import { TrafficStream } from './traffic-stream.js';
 import { isWildcardHost, metricsAddress, serveMetrics } from './metrics-server.js';
 import { randomReplicaId, ReplicaDirectory } from './replica-directory.js';
 import { SourceNodes } from './source-nodes.js';
@@ -73,6 +80,8 @@ export interface RunningControlPlane {
   cache: ResourceCache;
   resources: ResourceService;
   anomalies: AnomalyService;
+  /** The live per-edge traffic view (GET /v1/traffic). */
+  traffic: TrafficView;
   close(): Promise<void>;
 }
 
@@ -136,6 +145,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
       return assignments.get(node)?.has(identity) ?? false;
     };
     const sessions = new Map<string, PushSession>();
+    /** The SVIDs each agent session last reported holding (for GET /v1/certs). */
+    const heldSvids = new WeakMap<PushSession, HeldSvid[]>();
     // Created once the metrics listener knows its address; told when the agents change.
     let directory: ReplicaDirectory | undefined;
     const sourceNodes = new SourceNodes({ endpoints: () => cache.list('Endpoint'), sessions: () => sessions.values(), assigned });
@@ -155,16 +166,43 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
         return { healthy, unhealthy };
       },
     });
+    // The traffic view names a source's service from the registered instances with its identity (rebuilt when Endpoints change).
+    let sources: ReturnType<typeof sourceIndex> | undefined;
+    const endpointSources = () =>
+      sourceIndex((cache.list('Endpoint') as EndpointResource[]).map((e) => ({ identity: e.spec.identity, namespace: e.metadata.namespace, service: e.spec.service })));
+    const traffic = new TrafficView({ resolveSource: (id) => (sources ??= endpointSources())(id) });
     const anomalies = await AnomalyService.open({
       store,
       resolveSourceNode: (ip, identity) => sourceNodes.resolve(ip, identity),
       assigned,
       metrics,
       log,
+      // after the report gate: a node flooding reports is limited here too
+      onReport: (node, report) => {
+        try {
+          // An agent speaks for the services it fronts: an edge into a Service whose identity is not
+          // assigned to the reporting node is not shown (one without a Service resource is).
+          const own = report.edges.filter((e) => {
+            const svc = cache.get(`/resources/Service/${e.namespace}/${e.service}`) as ServiceResource | undefined;
+            return !svc || assigned(node, svc.spec.identity);
+          });
+          if (own.length < report.edges.length) log({ event: 'traffic_edges_refused', node, edges: report.edges.length - own.length, reason: 'destination_not_on_node' });
+          traffic.ingest(node, own.length === report.edges.length ? report : { ...report, edges: own });
+        } catch (err) {
+          log({ event: 'traffic_report_failed', node, error: (err as Error).message });
+        }
+      },
     });
     closers.push(() => anomalies.close());
     anomalies.configure(meshMonitorSpec(cache.list('MeshConfig')));
 
+    // Live taps (meshctl tap): sent to every connected agent; fed by the push server's hooks below.
+    const taps: TapBroker = new TapBroker({
+      agents: { nodes: () => sessions.keys(), send: (node, m): boolean => push.sendTap(node, m) },
+      authenticate: (socket) => authenticateAdmin(socket, { trustDomain, trust: () => ({ bundle: caSync.bundle(), revocations: caSync.revocations() }), log }),
+      log,
+    });
+    closers.push(() => taps.close());
     const push = new PushServer({
       view: cache,
       trustDomain,
@@ -179,17 +217,25 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
           sessions.set(s.node, s);
           sourceNodes.invalidate();
           directory?.changed();
+          taps.nodeConnected(s.node);
         },
         onDisconnect: (s) => {
           registry.disconnected(s.node);
           if (sessions.get(s.node) === s) sessions.delete(s.node);
           sourceNodes.invalidate();
           anomalies.forgetNode(s.node);
+          taps.nodeDisconnected(s.node);
+          traffic.forgetNode(s.node);
           directory?.changed();
         },
         onReport: (s, report) => anomalies.report(s.node, report),
+        onTapEvents: (s, m) => taps.onTapEvents(s.node, m),
         onHeartbeat: (s) => registry.heartbeat(s.node),
-        onRegister: (s, instances) => registry.register(s.node, instances),
+        onRegister: (s, instances, svids) => {
+          // The agent's whole set, as with instances: a frame without svids (an older agent, or one over the size bound) clears it.
+          heldSvids.set(s, svids ?? []);
+          return registry.register(s.node, instances);
+        },
         onPush: (type, kind) => metrics.pushes.inc({ type, kind }),
         onAck: (type, ms) => {
           metrics.acks.inc({ type });
@@ -203,7 +249,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
     cache.onChange((types) => push.notify(types as Iterable<ResourceType>));
     cache.onChange((types) => {
       const changed = new Set<string>(types as Iterable<string>);
-      if (changed.has('Endpoint')) sourceNodes.invalidate();
+      if (changed.has('Endpoint')) {
+        sourceNodes.invalidate();
+        sources = undefined;
+      }
       if (changed.has('MeshConfig')) anomalies.configure(meshMonitorSpec(cache.list('MeshConfig')));
     });
 
@@ -232,18 +281,34 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
         trust: () => ({ bundle: caSync.bundle(), revocations: caSync.revocations() }),
         agents: () => {
           const counts = registry.counts();
-          return push.status().map((s) => ({ ...s, instances: counts.get(s.node) ?? 0 }));
+          return push.status().map((s) => ({ ...s, instances: counts.get(s.node) ?? 0, ...peerCertificates(push.session(s.node)) }));
+        },
+        endpoints: (filter) => endpointViews(cache.list('Endpoint'), filter),
+        certs: () =>
+          certInventory({
+            roots: caSync.bundle().roots,
+            sessions: [...sessions.values()].map((session) => ({ session, reported: heldSvids.get(session) ?? [] })),
+            owns: assigned,
+            own: fromPem(credential.current().certPem, 'CERTIFICATE').map((der) => parseCertificate(der)),
+          }),
+        agentConfig: (node) => {
+          const status = push.status().find((s) => s.node === node);
+          const session = push.session(node);
+          return status && configDump({ status, ...(session && { session }), view: cache, endpoints: cache.list('Endpoint') });
         },
         status: () => ({
           spiffeId: credential.spiffeId,
           trustDomain,
           startedAt: started.toISOString(),
+          // For clock-skew checks (meshctl check): the control plane's clock when it answered.
+          time: new Date().toISOString(),
           store: opts.etcd ? 'etcd' : 'embedded',
           epoch: cache.epoch,
           agents: push.size,
           versions: Object.fromEntries(RESOURCE_TYPES.map((t) => [t, cache.version(t)])),
         }),
         anomalies,
+        traffic,
         onRequest: (route, code, seconds) => {
           metrics.adminRequests.inc({ route, code: String(code) });
           metrics.adminDuration.observe(seconds);
@@ -257,10 +322,18 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
       log,
     });
     closers.push(() => stream.close());
+    const trafficStream = new TrafficStream({
+      authenticate: (socket) => authenticateAdmin(socket, { trustDomain, trust: () => ({ bundle: caSync.bundle(), revocations: caSync.revocations() }), log }),
+      view: traffic,
+      log,
+    });
+    closers.push(() => trafficStream.close());
     const pushUpgrades = new EventEmitter();
     push.attach(pushUpgrades as unknown as https.Server);
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       if ((req.url ?? '').split('?')[0] === ANOMALY_STREAM_PATH) stream.handleUpgrade(req, socket, head);
+      else if ((req.url ?? '').split('?')[0] === TRAFFIC_STREAM_PATH) trafficStream.handleUpgrade(req, socket, head);
+      else if ((req.url ?? '').split('?')[0] === TAP_PATH) taps.handleUpgrade(req, socket, head);
       else pushUpgrades.emit('upgrade', req, socket, head);
     });
     const refreshTls = () => server.setSecureContext(tlsOptions() as never);
@@ -284,6 +357,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
           // Upgraded sockets are no HTTP connections: end them now, or close waits for every agent to leave.
           push.close();
           stream.close();
+          taps.close();
+          trafficStream.close();
         }),
     );
     const port = (server.address() as { port: number }).port;
@@ -313,7 +388,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
     }
     const url = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
     log({ event: 'listening', url, push: `wss://${host}:${port}${PUSH_PATH}`, metrics: metricsUrl, replica: directory?.id, spiffeId: credential.spiffeId });
-    return { url, port, metricsUrl, replicaId: directory?.id, spiffeId: credential.spiffeId, metrics, push, registry, cache, resources, anomalies, close };
+    return { url, port, metricsUrl, replicaId: directory?.id, spiffeId: credential.spiffeId, metrics, push, registry, cache, resources, anomalies, traffic, close };
   } catch (err) {
     await close();
     throw err;

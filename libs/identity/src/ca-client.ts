@@ -128,6 +128,8 @@ export interface CaStatus {
   assignments: number;
   pendingTokens: number;
   ttl: Record<string, number>;
+  /** The CA's clock when it answered (ISO 8601, ms); absent from older CAs. */
+  time?: string;
 }
 
 // ------------------------------------------------------------ helpers

@@ -4,3 +4,4 @@
 export * from './validate.js';
 export * from './resources.js';
 export * from './messages.js';
+export * from './tap-messages.js';

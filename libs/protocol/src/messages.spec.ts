@@ -85,7 +85,7 @@ describe('bad frames are refused with their code, never thrown', () => {
     { name: 'JSON array', raw: '[]', code: 'malformed_json' },
     { name: 'JSON null', raw: 'null', code: 'malformed_json' },
     { name: 'missing type', raw: '{}', code: 'unknown_message_type' },
-    { name: 'unknown type', raw: '{"type":"subscribe"}', code: 'unknown_message_type', message: /one of hello, ack, nack, register, report, heartbeat, got "subscribe"/ },
+    { name: 'unknown type', raw: '{"type":"subscribe"}', code: 'unknown_message_type', message: /one of hello, ack, nack, register, report, heartbeat, tapEvents, got "subscribe"/ },
     { name: 'server type sent by a client', raw: '{"type":"snapshot"}', code: 'unknown_message_type' },
     { name: 'client type sent by a server', raw: '{"type":"hello"}', code: 'unknown_message_type', server: true },
     { name: 'hello wrong protocol', raw: '{"type":"hello","node":"vm1","protocol":2,"versions":{}}', code: 'invalid_message', message: /hello message: protocol must be 1/ },

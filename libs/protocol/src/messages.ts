@@ -1,8 +1,10 @@
 // The push protocol's messages: JSON text frames over WebSocket (mTLS with the
 // agent's SVID).
 //
-//   agent → control plane: hello, ack, nack, register, report, heartbeat
-//   control plane → agent: snapshot, delta, error, heartbeat
+//   agent → control plane: hello, ack, nack, register, report, heartbeat, tapEvents
+//   control plane → agent: snapshot, delta, error, heartbeat, tap, untap
+//
+// tap/untap/tapEvents (a live request stream, `meshctl tap`) are in tap-messages.ts.
 //
 // The agent says hello with its node name, the resource types it subscribes to
 // and the versions it holds. The control plane answers each subscribed type
@@ -48,6 +50,7 @@ import {
   type Issue,
   type Schema,
 } from './validate.js';
+import { tapEventsMessage, tapMessage, untapMessage, type TapEventsMessage, type TapMessage, type UntapMessage } from './tap-messages.js';
 
 export const PROTOCOL_VERSION = 1;
 /** Default frame bound; a full snapshot of a large mesh fits, a runaway peer does not. */
@@ -104,7 +107,23 @@ const instance = object({
 });
 export type Instance = Infer<typeof instance>;
 
-const register = object({ type: literal('register'), instances: array(instance, { maxItems: 256 }) });
+/**
+ * An SVID the agent holds (its own and each workload's), so that operators
+ * see every certificate's expiry (`meshctl certs`); re-sent with the
+ * instances whenever one renews. Informational: the control plane keeps only
+ * identities of the agent's node and never trusts these for anything else.
+ */
+const isoTime = string({ minLength: 20, maxLength: 24, pattern: /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$/, patternName: 'an ISO 8601 UTC time' });
+const heldSvid = object({
+  spiffeId: spiffeIdString({ workload: false }),
+  serial: string({ minLength: 1, maxLength: 64, pattern: /^[0-9a-f]+$/, patternName: 'a lowercase hex serial' }),
+  notBefore: isoTime,
+  notAfter: isoTime,
+});
+export type HeldSvid = Infer<typeof heldSvid>;
+export const MAX_HELD_SVIDS = 257;
+
+const register = object({ type: literal('register'), instances: array(instance, { maxItems: 256 }), svids: optional(array(heldSvid, { maxItems: MAX_HELD_SVIDS })) });
 
 /**
  * Traffic the agent's inbound side saw during the last interval, per edge
@@ -114,6 +133,15 @@ const register = object({ type: literal('register'), instances: array(instance, 
  * sends several reports for one interval (same `seq`).
  */
 const count = integer(0, Number.MAX_SAFE_INTEGER);
+/**
+ * Upper bounds (inclusive, milliseconds) of the request-latency buckets in
+ * edge reports; one more bucket counts what took longer than the last. Both
+ * ends share them, so histograms from every agent merge by index.
+ */
+export const EDGE_LATENCY_BOUNDS_MS: readonly number[] = Object.freeze([1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]);
+/** Buckets in an edge report's `latency`: one per bound, and the overflow. */
+export const EDGE_LATENCY_BUCKETS = EDGE_LATENCY_BOUNDS_MS.length + 1;
+const latencyBuckets = array(count, { minItems: EDGE_LATENCY_BUCKETS, maxItems: EDGE_LATENCY_BUCKETS });
 const edgeCounts = object({
   source: spiffeIdString({ workload: false }),
   service: dns1123Name,
@@ -127,6 +155,12 @@ const edgeCounts = object({
   denials: count,
   bytesIn: count,
   bytesOut: count,
+  /**
+   * HTTP request durations: counts per EDGE_LATENCY_BOUNDS_MS bucket (the
+   * last is the overflow). Absent when the interval had no HTTP request on
+   * the edge (TCP streams add none), and from agents older than the field.
+   */
+  latency: optional(latencyBuckets),
 });
 export type EdgeCounts = Infer<typeof edgeCounts>;
 export const MAX_EDGES_PER_REPORT = 200;
@@ -145,9 +179,9 @@ export type NackMessage = Infer<typeof nack>;
 export type RegisterMessage = Infer<typeof register>;
 export type HeartbeatMessage = Infer<typeof heartbeat>;
 export type ReportMessage = Infer<typeof report>;
-export type ClientMessage = HelloMessage | AckMessage | NackMessage | RegisterMessage | ReportMessage | HeartbeatMessage;
+export type ClientMessage = HelloMessage | AckMessage | NackMessage | RegisterMessage | ReportMessage | HeartbeatMessage | TapEventsMessage;
 
-export const clientMessage = taggedUnion('type', { hello, ack, nack, register, report, heartbeat }) as Schema<ClientMessage>;
+export const clientMessage = taggedUnion('type', { hello, ack, nack, register, report, heartbeat, tapEvents: tapEventsMessage }) as Schema<ClientMessage>;
 
 // ---------------------------------------------------------------- control plane → agent
 
@@ -209,12 +243,12 @@ const error = object({
 export type SnapshotMessage = Infer<typeof snapshot>;
 export type DeltaMessage = Infer<typeof delta>;
 export type ErrorMessage = Infer<typeof error>;
-export type ServerMessage = SnapshotMessage | DeltaMessage | ErrorMessage | HeartbeatMessage;
+export type ServerMessage = SnapshotMessage | DeltaMessage | ErrorMessage | HeartbeatMessage | TapMessage | UntapMessage;
 
-export const serverMessage = taggedUnion('type', { snapshot, delta, error, heartbeat }) as Schema<ServerMessage>;
+export const serverMessage = taggedUnion('type', { snapshot, delta, error, heartbeat, tap: tapMessage, untap: untapMessage }) as Schema<ServerMessage>;
 
-export const CLIENT_MESSAGE_TYPES = ['hello', 'ack', 'nack', 'register', 'report', 'heartbeat'] as const;
-export const SERVER_MESSAGE_TYPES = ['snapshot', 'delta', 'error', 'heartbeat'] as const;
+export const CLIENT_MESSAGE_TYPES = ['hello', 'ack', 'nack', 'register', 'report', 'heartbeat', 'tapEvents'] as const;
+export const SERVER_MESSAGE_TYPES = ['snapshot', 'delta', 'error', 'heartbeat', 'tap', 'untap'] as const;
 
 // ---------------------------------------------------------------- decoding
 

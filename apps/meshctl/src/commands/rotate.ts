@@ -156,6 +156,13 @@ async function rotateAll(ctx: CommandContext, force: boolean): Promise<CommandOu
   };
 }
 
+/** What each single step does, said before it runs (rotate all says the same per step). */
+const STEP_PROGRESS: Readonly<Record<RotationStep, string>> = {
+  prepare: 'a new root and intermediate; both roots go into the bundle',
+  activate: 'new SVIDs are signed by the new intermediate',
+  retire: 'the old root leaves the bundle',
+};
+
 export const rotate: Command = {
   name: 'rotate',
   synopsis: 'prepare|activate|retire|status|all [--force] [--max-wait 15m]',
@@ -173,7 +180,12 @@ export const rotate: Command = {
       return { data: normalized(st), human: describe(st) };
     }
     if (step === 'all') return rotateAll(ctx, force);
+    ctx.progress(`${step}${force ? ' (forced)' : ''}: ${STEP_PROGRESS[step as RotationStep]}`);
     const st = await runStep(ctx, step as RotationStep, force);
+    ctx.progress(`    done: phase ${st.phase}, active slot ${st.activeSlot}, ${st.roots.length} root(s) in the bundle (sequence ${st.bundleSequence})${step === 'activate' ? '' : '; bundle.pem updated'}`);
     return { data: normalized(st), human: `${step}${force ? ' (forced)' : ''}: done\n\n` + describe(st) };
   },
 };
+
+/** `meshctl ca rotate STEP`: the same rotation under the name the CA's other commands would have. */
+export const caRotate: Command = { ...rotate, name: 'ca rotate', summary: "the same as 'meshctl rotate': rotate the CA's root, one step at a time or all three with progress" };

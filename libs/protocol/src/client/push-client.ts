@@ -38,10 +38,13 @@ import {
   type DeltaMessage,
   type ErrorMessage,
   type Instance,
+  type HeldSvid,
+  MAX_HELD_SVIDS,
   type ReportMessage,
   type SnapshotMessage,
 } from '../messages.js';
 import { INVALID, ValidationError, formatIssues, type Issue } from '../validate.js';
+import type { TapEventsMessage, TapMessage, UntapMessage } from '../tap-messages.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 
 /** The agent's current SVID and trust roots, all PEM. */
@@ -126,6 +129,9 @@ export interface PushClientEvents {
   applied: [AppliedUpdate];
   rejected: [RejectedUpdate];
   server_error: [ErrorMessage];
+  /** The control plane opened a live tap (or renewed one with the same id). */
+  tap: [TapMessage];
+  untap: [UntapMessage];
   protocol_error: [ProtocolErrorInfo];
 }
 
@@ -278,11 +284,19 @@ export class PushClient extends EventEmitter<PushClientEvents> {
   /**
    * Replaces the instance set this agent registers; sent now if connected and
    * again after every reconnect. Throws a ValidationError if the set would not
-   * pass the server's schema or frame bound.
+   * pass the server's schema or frame bound. `svids`: the SVIDs the agent
+   * holds, for operators' expiry views (optional, best effort).
    */
-  register(instances: readonly Instance[]): void {
+  register(instances: readonly Instance[], svids?: readonly HeldSvid[]): void {
     const msg = checkMessage({ type: 'register', instances: [...instances] }, 'register');
-    const text = JSON.stringify(msg);
+    let text = JSON.stringify(msg);
+    // The SVID list is informational: left out when invalid or when the frame would be too large; the instances never are.
+    if (svids && svids.length > 0) {
+      const issues: Issue[] = [];
+      const withSvids = clientMessage.check({ ...msg, svids: svids.slice(0, MAX_HELD_SVIDS) }, '', issues);
+      const t = withSvids === INVALID || issues.length > 0 ? undefined : JSON.stringify(withSvids);
+      if (t !== undefined && Buffer.byteLength(t) <= MAX_CLIENT_FRAME_BYTES) text = t;
+    }
     if (Buffer.byteLength(text) > MAX_CLIENT_FRAME_BYTES) {
       throw new ValidationError([{ path: 'instances', message: `encode to ${Buffer.byteLength(text)} bytes, more than the ${MAX_CLIENT_FRAME_BYTES} an agent frame may carry`, fix: 'register fewer instances or shorter labels' }], 'register');
     }
@@ -302,6 +316,23 @@ export class PushClient extends EventEmitter<PushClientEvents> {
     const text = JSON.stringify(msg);
     if (Buffer.byteLength(text) > MAX_CLIENT_FRAME_BYTES) {
       throw new ValidationError([{ path: 'edges', message: `encode to ${Buffer.byteLength(text)} bytes, more than the ${MAX_CLIENT_FRAME_BYTES} an agent frame may carry`, fix: 'send fewer edges per frame' }], 'report');
+    }
+    const conn = this.#conn;
+    if (!conn?.helloSent || conn.closed) return false;
+    this.#send(conn, text);
+    return true;
+  }
+
+  /**
+   * Sends one frame of a live tap's events if connected; returns whether it
+   * was sent (never queued: a tap is live or nothing). Throws a
+   * ValidationError if the frame would not pass the server's schema or bound.
+   */
+  sendTapEvents(frame: Omit<TapEventsMessage, 'type'>): boolean {
+    const msg = checkMessage({ type: 'tapEvents', ...frame, events: [...frame.events] }, 'tapEvents');
+    const text = JSON.stringify(msg);
+    if (Buffer.byteLength(text) > MAX_CLIENT_FRAME_BYTES) {
+      throw new ValidationError([{ path: 'events', message: `encode to ${Buffer.byteLength(text)} bytes, more than the ${MAX_CLIENT_FRAME_BYTES} an agent frame may carry`, fix: 'send fewer events per frame' }], 'tapEvents');
     }
     const conn = this.#conn;
     if (!conn?.helloSent || conn.closed) return false;
@@ -488,6 +519,13 @@ export class PushClient extends EventEmitter<PushClientEvents> {
         return;
       case 'error':
         this.#emit('server_error', msg);
+        return;
+      case 'tap':
+        // Out of band of the config queue: a tap changes no config and needs no ack.
+        if (conn.helloSent) this.#emit('tap', msg);
+        return;
+      case 'untap':
+        if (conn.helloSent) this.#emit('untap', msg);
         return;
       default:
         this.#enqueue({ kind: 'push', conn, msg });

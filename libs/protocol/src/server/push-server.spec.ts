@@ -321,6 +321,21 @@ describe('push server: snapshot, deltas, ACK', () => {
     a.ws.close();
   });
 
+  test('taps: sendTap reaches the node\'s agent; tapEvents with no hook to take them are refused, the session stays', async () => {
+    const a = await hello(h, 'vm10');
+    assert.equal((await a.next()).type, 'snapshot', 'hello was taken');
+    assert.equal(h.push.sendTap('nobody', { type: 'untap', id: 't1' }), false);
+    assert.equal(h.push.sendTap('vm10', { type: 'tap', id: 't1', service: 'web', namespace: 'default', maxEventsPerSecond: 5, durationMs: 1000 }), true);
+    assert.deepEqual(await a.next(), { type: 'tap', id: 't1', service: 'web', namespace: 'default', maxEventsPerSecond: 5, durationMs: 1000 });
+    a.send({ type: 'tapEvents', id: 't1', events: [] });
+    const refused = await a.next();
+    assert.equal(refused['code'], 'tap_refused');
+    assert.match(String(refused['message']), /tap t1 was never opened/);
+    a.send({ type: 'tapEvents', id: 't1', events: [{ path: '/x?token=1' }] });
+    assert.equal((await a.next())['code'], 'invalid_message');
+    a.ws.close();
+  });
+
   test('a frame over the size bound closes the connection with 1009', async () => {
     const a = await hello(h, 'vm9');
     await a.next();

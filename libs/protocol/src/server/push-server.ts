@@ -16,9 +16,10 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
-import { parseSpiffeId, verifyPeer, type RevocationSet, type TrustBundle } from '@amime/identity';
+import { parseSpiffeId, verifyPeer, type ParsedCertificate, type RevocationSet, type TrustBundle } from '@amime/identity';
 import { RESOURCE_TYPES, type Resource, type ResourceType } from '../resources.js';
-import { decodeClientMessage, MAX_CLIENT_FRAME_BYTES, PROTOCOL_VERSION, type ClientMessage, type Instance, type ReportMessage } from '../messages.js';
+import type { TapEventsMessage, TapMessage, UntapMessage } from '../tap-messages.js';
+import { decodeClientMessage, MAX_CLIENT_FRAME_BYTES, PROTOCOL_VERSION, type ClientMessage, type HeldSvid, type Instance, type ReportMessage } from '../messages.js';
 
 export const PUSH_PATH = '/v1/push';
 export const DEFAULT_MAX_CLIENT_FRAME_BYTES = MAX_CLIENT_FRAME_BYTES;
@@ -61,6 +62,8 @@ export interface PushSession {
   /** The agent's /metrics listener ("host:port"), as its hello said. */
   readonly metrics: string | undefined;
   readonly connectedAt: Date;
+  /** The peer's chain as verified at the upgrade: its SVID first, ending with the bundle root that anchors it. */
+  readonly certificates: readonly ParsedCertificate[];
 }
 
 export interface PushServerHooks {
@@ -68,10 +71,12 @@ export interface PushServerHooks {
   onConnect?(session: PushSession): void;
   onDisconnect?(session: PushSession, reason: string): void;
   /** Returns an error message to refuse (nothing is changed), or undefined. */
-  onRegister?(session: PushSession, instances: Instance[]): Promise<string | undefined>;
+  onRegister?(session: PushSession, instances: Instance[], svids?: HeldSvid[]): Promise<string | undefined>;
   onHeartbeat?(session: PushSession): void;
   /** Edge traffic an agent saw (for the communication-pattern monitor); must not throw. */
   onReport?(session: PushSession, report: ReportMessage): void;
+  /** Events of a live tap; returns an error message to refuse the frame (answered with an error), or undefined. */
+  onTapEvents?(session: PushSession, message: TapEventsMessage): string | undefined;
   onPush?(type: ResourceType, kind: 'snapshot' | 'delta'): void;
   /** `latencyMs`: from the first change the agent lacked to its ACK; undefined for the initial sync. */
   onAck?(type: ResourceType, latencyMs: number | undefined): void;
@@ -128,6 +133,7 @@ class Session implements PushSession {
     readonly node: string,
     readonly spiffeId: string,
     readonly address: string,
+    readonly certificates: readonly ParsedCertificate[],
   ) {}
 }
 
@@ -248,11 +254,11 @@ export class PushServer {
     if (id.trustDomain !== this.#opts.trustDomain || !m) {
       return refuse(403, 'not_agent', `${peer.spiffeId} is not an agent of ${this.#opts.trustDomain}; the push channel serves spiffe://${this.#opts.trustDomain}/agent/<node>`);
     }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, socket, m[1]!, peer.spiffeId));
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, socket, m[1]!, peer.spiffeId, peer.path));
   }
 
-  #accept(ws: WebSocket, socket: TLSSocket, node: string, spiffeId: string): void {
-    const s = new Session(this.#nextId++, ws, socket, node, spiffeId, socket.remoteAddress ?? '');
+  #accept(ws: WebSocket, socket: TLSSocket, node: string, spiffeId: string, certificates: readonly ParsedCertificate[]): void {
+    const s = new Session(this.#nextId++, ws, socket, node, spiffeId, socket.remoteAddress ?? '', certificates);
     // A connection that never says hello holds a socket and nothing else: cut it.
     const helloTimer = setTimeout(() => {
       if (!s.hello) {
@@ -298,7 +304,26 @@ export class PushServer {
       this.#hooks.onReport?.(s, msg);
       return;
     }
-    this.#register(s, msg.instances);
+    if (msg.type === 'tapEvents') return this.#tapEvents(s, msg);
+    this.#register(s, msg.instances, msg.svids);
+  }
+
+  #tapEvents(s: Session, msg: TapEventsMessage): void {
+    let refusal: string | undefined;
+    try {
+      refusal = this.#hooks.onTapEvents ? this.#hooks.onTapEvents(s, msg) : `tap ${msg.id} was never opened on this connection`;
+    } catch (err) {
+      refusal = `tap events not accepted: ${(err as Error).message}`;
+    }
+    if (refusal !== undefined) this.#bad(s, 'tap_refused', refusal);
+  }
+
+  /** Sends a tap or untap to the node's agent; false when it is not connected. */
+  sendTap(node: string, message: TapMessage | UntapMessage): boolean {
+    const s = this.#sessions.get(node);
+    if (!s || !s.hello || s.closed) return false;
+    this.#send(s, JSON.stringify(message));
+    return true;
   }
 
   #bad(s: Session, code: string, message: string, nonce?: string): void {
@@ -363,7 +388,7 @@ export class PushServer {
     }
   }
 
-  #register(s: Session, instances: Instance[]): void {
+  #register(s: Session, instances: Instance[], svids: HeldSvid[] | undefined): void {
     const now = performance.now();
     s.registerTokens = Math.min(REGISTER_BURST, s.registerTokens + ((now - s.registerRefill) / 1000) * REGISTER_PER_SECOND);
     s.registerRefill = now;
@@ -371,7 +396,7 @@ export class PushServer {
     s.registerTokens -= 1;
     const hook = this.#hooks.onRegister;
     if (!hook) return;
-    hook(s, instances).then(
+    hook(s, instances, svids).then(
       (refusal) => {
         if (refusal !== undefined) this.#bad(s, 'registration_refused', refusal);
       },

@@ -42,9 +42,11 @@ export interface InboundResult {
   readonly requestId: string;
   /** The caller's IP address (IPv4-mapped IPv6 unwrapped). */
   readonly peerAddress: string | undefined;
+  /** The Host header as received (for taps), unvalidated. */
+  readonly authority: string | undefined;
 }
 
-type ResultCore = Omit<InboundResult, 'trace' | 'requestId' | 'peerAddress'>;
+type ResultCore = Omit<InboundResult, 'trace' | 'requestId' | 'peerAddress' | 'authority'>;
 
 function addressOf(req: IncomingMessage): string | undefined {
   const a = req.socket.remoteAddress;
@@ -90,7 +92,7 @@ export function createInboundHandler(deps: InboundDeps): InboundHandler {
   function report(req: IncomingMessage, ids: Ids | undefined, info: ResultCore): void {
     if (!deps.onResult) return;
     try {
-      deps.onResult({ ...info, ...(ids ?? { trace: traceFor(undefined), requestId: requestIdFor(undefined).id }), peerAddress: addressOf(req) });
+      deps.onResult({ ...info, ...(ids ?? { trace: traceFor(undefined), requestId: requestIdFor(undefined).id }), peerAddress: addressOf(req), authority: req.headers.host });
     } catch {
       // a broken access logger must not break the data plane
     }

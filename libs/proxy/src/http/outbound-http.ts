@@ -105,10 +105,12 @@ export interface OutboundResult {
   readonly path: string;
   /** SPIFFE ID of the endpoint of the last attempt. */
   readonly destination: string | undefined;
+  /** The Host header as the app sent it (for taps), unvalidated. */
+  readonly authority: string | undefined;
 }
 
 /** What a request's report carries beyond the per-outcome fields. */
-type ResultBase = Pick<OutboundResult, 'trace' | 'requestId' | 'path'>;
+type ResultBase = Pick<OutboundResult, 'trace' | 'requestId' | 'path' | 'authority'>;
 type ResultCore = Omit<OutboundResult, keyof ResultBase | 'destination'> & { destination?: string | undefined };
 
 export interface OutboundDeps {
@@ -359,7 +361,7 @@ export function createOutboundHandler(deps: OutboundDeps): OutboundHandler {
   function idsOf(req: IncomingMessage): { base: ResultBase; freshId: boolean } {
     const trace = traceFor(req.headers.traceparent);
     const rid = requestIdFor(req.headers[REQUEST_ID_HEADER]);
-    return { base: { trace, requestId: rid.id, path: splitTarget(req.url ?? '/').path }, freshId: rid.fresh };
+    return { base: { trace, requestId: rid.id, path: splitTarget(req.url ?? '/').path, authority: req.headers.host }, freshId: rid.fresh };
   }
 
   /** The headers to send upstream: hygiene, then this hop's traceparent (and a request id when needed). */
