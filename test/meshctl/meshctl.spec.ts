@@ -21,7 +21,8 @@ const MESHCTL = join(workspace, 'apps', 'meshctl', 'src', 'main.ts');
 
 const RWTD = 'rotate-wait.test';
 // In the waiting suite the admin SVID from init is the old root's last leaf: it sets when retire is allowed.
-const RW_ADMIN_TTL = 15;
+// 40 s: it must outlive starting the CA and the rotation up to activate on a loaded CI machine (15 s did not).
+const RW_ADMIN_TTL = 40;
 
 let root: string;
 let dir: string;
@@ -43,7 +44,7 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 
 function meshctl(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', MESHCTL, ...args], { cwd: workspace, env: cleanEnv(env), timeout: 50_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, ['--import', 'tsx', MESHCTL, ...args], { cwd: workspace, env: cleanEnv(env), timeout: 120_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
       resolve({ code, stdout, stderr });
     });
@@ -275,7 +276,7 @@ describe('meshctl', { concurrency: true }, () => {
 
     test('waits for each CA gate, saying what it waits for, renews its own SVID under the new root, and finishes', async () => {
       const original = bundleFromPem(readFileSync(join(rwAdmin, 'bundle.pem'), 'utf8'), RWTD);
-      const r = await meshctl(['--credentials', rwAdmin, 'rotate', 'all', '--max-wait', '40s', '-o', 'json']);
+      const r = await meshctl(['--credentials', rwAdmin, 'rotate', 'all', '--max-wait', '90s', '-o', 'json']);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /waiting \w+, until .*, for one bundle refresh/);
       assert.match(r.stderr, /renewed the admin SVID under the new root/);

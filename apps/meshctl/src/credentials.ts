@@ -6,21 +6,12 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { AdminCredentialError, loadAdminCredential } from '@amime/control-plane';
+import { AdminCredentialError, loadAdminCredential, type AdminCredentialFiles } from '@amime/control-plane';
 import { UsageError } from './errors.js';
 
 export const DEFAULT_CREDENTIALS_DIR = 'var/ca/admin';
 
-export interface AdminCredential {
-  dir: string;
-  certPem: string;
-  keyPem: string;
-  bundlePem: string;
-  /** The SPIFFE ID in cert.pem's leaf. */
-  spiffeId: string;
-  trustDomain: string;
-  notAfter: Date;
-}
+export type AdminCredential = AdminCredentialFiles;
 
 /** --credentials, else AMIME_CREDENTIALS, else var/ca/admin under the working directory. */
 export function credentialsDir(flag: string | undefined, env: NodeJS.ProcessEnv, cwd: string): string {

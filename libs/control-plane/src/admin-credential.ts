@@ -1,8 +1,8 @@
 // The operator's admin credential directory, as `ca init` writes it: cert.pem
 // (SVID chain), key.pem (PKCS#8), bundle.pem (the CA's roots), and the URL
 // files the CA (ca-url) and the control plane (control-plane-url) write beside
-// them when they start with it. For tools that read it (the dashboard; meshctl
-// and the demo orchestrator keep their own copies for now).
+// them when they start with it. For tools that read it (the dashboard,
+// meshctl; the demo orchestrator keeps its own copy for now).
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fromPem, parseCertificate, parseSpiffeId } from '@amime/identity';

@@ -3,10 +3,9 @@
 // server must prove the expected SPIFFE ID (for the stream, checked on the
 // upgrade answer, before any finding is read).
 import tls from 'node:tls';
-import type { IncomingMessage } from 'node:http';
-import { WebSocket, type ClientOptions } from 'ws';
-import { bundleFromPem, SvidHttpsClient, verifyPeer, type TrustBundle } from '@amime/identity';
+import { bundleFromPem, SvidHttpsClient, type TrustBundle } from '@amime/identity';
 import type { EdgeKey, Finding } from '@amime/monitor';
+import { followAdminSocket, type AdminSocketConnection } from './admin-websocket.js';
 import { ControlPlaneClientError, errorFromBody } from './client.js';
 
 export interface AnomalyClientOptions {
@@ -33,25 +32,24 @@ const MAX_FINDING_BYTES = 64 * 1024;
 
 export class AnomalyClient {
   readonly #url: URL;
-  readonly #opts: AnomalyClientOptions;
-  readonly #bundle: TrustBundle;
-  readonly #expected: string;
   readonly #https: SvidHttpsClient<ControlPlaneClientError>;
+  /** What the finding stream (watch) connects with. */
+  readonly #stream: AdminSocketConnection;
 
   constructor(opts: AnomalyClientOptions) {
-    this.#opts = opts;
     this.#url = new URL(String(opts.url));
-    this.#expected = opts.expectedServerId ?? `spiffe://${opts.trustDomain}/control-plane/controller`;
+    const expected = opts.expectedServerId ?? `spiffe://${opts.trustDomain}/control-plane/controller`;
+    let bundle: TrustBundle;
     try {
-      this.#bundle = bundleFromPem(opts.bundlePem, opts.trustDomain);
+      bundle = bundleFromPem(opts.bundlePem, opts.trustDomain);
     } catch (err) {
       throw transport('bad_options', `trust: ${(err as Error).message}`);
     }
     this.#https = new SvidHttpsClient({
       url: this.#url,
       serverName: 'the control plane',
-      expectedServerId: this.#expected,
-      bundle: this.#bundle,
+      expectedServerId: expected,
+      bundle,
       secureContext: tls.createSecureContext({ ca: opts.bundlePem, cert: opts.credential.certPem, key: opts.credential.keyPem, minVersion: 'TLSv1.3' }),
       timeoutMs: opts.timeoutMs ?? 10_000,
       maxResponseBytes: 16 << 20,
@@ -59,6 +57,16 @@ export class AnomalyClient {
       maxFreeSockets: 1,
       errors: { transport: (reason, message) => transport(reason, message), answer: errorFromBody },
     });
+    this.#stream = {
+      url: this.#url,
+      bundlePem: opts.bundlePem,
+      bundle,
+      credential: opts.credential,
+      expectedServerId: expected,
+      timeoutMs: opts.timeoutMs ?? 10_000,
+      transport,
+      answer: errorFromBody,
+    };
   }
 
   close(): void {
@@ -85,71 +93,15 @@ export class AnomalyClient {
    * (resolves) or the connection ends or is refused (rejects).
    */
   watch(onFinding: (f: Finding) => void, signal?: AbortSignal): Promise<void> {
-    const url = new URL('/v1/anomalies/stream', this.#url);
-    url.protocol = 'wss:';
-    return new Promise((resolve, reject) => {
-      let done = false;
-      const finish = (err?: Error) => {
-        if (done) return;
-        done = true;
-        signal?.removeEventListener('abort', onAbort);
-        if (err) reject(err);
-        else resolve();
-      };
-      const tlsOptions: tls.ConnectionOptions = {
-        ca: this.#opts.bundlePem,
-        cert: this.#opts.credential.certPem,
-        key: this.#opts.credential.keyPem,
-        minVersion: 'TLSv1.3',
-        rejectUnauthorized: true,
-        // the SVID names the server by URI SAN: checked on the upgrade below instead
-        checkServerIdentity: () => undefined,
-      };
-      const ws = new WebSocket(url, {
-        ...tlsOptions,
-        maxPayload: MAX_FINDING_BYTES,
-        perMessageDeflate: false,
-        handshakeTimeout: this.#opts.timeoutMs ?? 10_000,
-        followRedirects: false,
-      } as ClientOptions);
-      const onAbort = () => {
-        ws.close(1000, 'done');
-        finish();
-      };
-      signal?.addEventListener('abort', onAbort);
-      ws.on('upgrade', (res: IncomingMessage) => {
-        const peer = verifyPeer(res.socket as tls.TLSSocket, { bundle: this.#bundle });
-        const problem = !peer.ok ? `the control plane's certificate was refused (${peer.reason}): ${peer.message}` : peer.spiffeId !== this.#expected ? `the server at ${url.host} is ${peer.spiffeId}, not ${this.#expected}` : undefined;
-        if (problem) {
-          ws.terminate();
-          finish(transport('server_identity', problem));
-        }
-      });
-      ws.on('unexpected-response', (_req, res: IncomingMessage) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.length < 64 && chunks.push(c));
-        res.on('end', () => finish(errorFromBody('GET', url.pathname, res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'))));
-        res.on('error', (err) => finish(transport('unreachable', err.message)));
-      });
-      ws.on('message', (data) => {
-        let f: Finding;
-        try {
-          f = JSON.parse(String(data)) as Finding;
-        } catch {
-          return;
-        }
-        try {
-          onFinding(f);
-        } catch (err) {
-          ws.terminate();
-          finish(err as Error);
-        }
-      });
-      ws.on('error', (err: Error & { code?: string }) => finish(transport(/TLS|SSL|CERT/.test(err.code ?? '') ? 'tls' : 'unreachable', `anomaly stream: ${err.message}`)));
-      ws.on('close', (code: number, reason: Buffer) => {
-        if (signal?.aborted) finish();
-        else finish(transport('unreachable', `the control plane closed the anomaly stream (${code}${reason.length ? `: ${reason.toString()}` : ''})`));
-      });
+    return followAdminSocket(this.#stream, {
+      url: new URL('/v1/anomalies/stream', this.#url),
+      name: 'anomaly stream',
+      maxPayload: MAX_FINDING_BYTES,
+      signal,
+      onFrame: (f) => {
+        // a frame that is not JSON is skipped
+        if (f !== undefined) onFinding(f as Finding);
+      },
     });
   }
 }

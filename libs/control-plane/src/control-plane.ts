@@ -13,6 +13,7 @@ import { EventEmitter } from 'node:events';
 import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { EmbeddedStore, EtcdStore, type Store } from '@amime/store';
@@ -118,6 +119,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
     });
     await caSync.start();
     closers.push(() => caSync.stop());
+    // The WebSocket routes (tap, traffic and anomaly streams) authenticate their upgrades as the admin API does its requests.
+    const authenticateStream = (socket: TLSSocket): string => authenticateAdmin(socket, { trustDomain, trust: () => ({ bundle: caSync.bundle(), revocations: caSync.revocations() }), log });
 
     const cache = await ResourceCache.open(store, { log });
     closers.push(() => cache.close());
@@ -199,7 +202,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
     // Live taps (meshctl tap): sent to every connected agent; fed by the push server's hooks below.
     const taps: TapBroker = new TapBroker({
       agents: { nodes: () => sessions.keys(), send: (node, m): boolean => push.sendTap(node, m) },
-      authenticate: (socket) => authenticateAdmin(socket, { trustDomain, trust: () => ({ bundle: caSync.bundle(), revocations: caSync.revocations() }), log }),
+      authenticate: authenticateStream,
       log,
     });
     closers.push(() => taps.close());
@@ -317,13 +320,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
     );
     // One upgrade listener: the anomaly stream is ours, everything else goes to the push server.
     const stream = new AnomalyStream({
-      authenticate: (socket) => authenticateAdmin(socket, { trustDomain, trust: () => ({ bundle: caSync.bundle(), revocations: caSync.revocations() }), log }),
+      authenticate: authenticateStream,
       subscribe: (fn) => anomalies.subscribe(fn),
       log,
     });
     closers.push(() => stream.close());
     const trafficStream = new TrafficStream({
-      authenticate: (socket) => authenticateAdmin(socket, { trustDomain, trust: () => ({ bundle: caSync.bundle(), revocations: caSync.revocations() }), log }),
+      authenticate: authenticateStream,
       view: traffic,
       log,
     });

@@ -21,7 +21,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import { WebSocketServer, type WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
 import {
   DEFAULT_NAMESPACE,
   MAX_TAP_DURATION_MS,
@@ -35,7 +35,8 @@ import {
   type TapMessage,
   type UntapMessage,
 } from '@amime/protocol';
-import { ControlPlaneError, cpError } from './errors.js';
+import { oneWayServer, refuseUpgrade, upgradeQuery } from './authenticated-stream.js';
+import { cpError, type ControlPlaneError } from './errors.js';
 
 export const TAP_PATH = '/v1/tap';
 export const TAP_DEFAULTS = Object.freeze({ durationMs: 60_000, maxEventsPerSecond: 100, maxTaps: 16, maxBufferedBytes: 1 << 20 });
@@ -43,7 +44,6 @@ const TAP_QUERY = ['service', 'namespace', 'duration', 'rate'] as const;
 const MAX_URL_LENGTH = 1024;
 /** Ended tap ids remembered, so an agent's frame that crossed our untap is ignored rather than refused. */
 const RECENT_IDS = 256;
-const STATUS_TEXT: Readonly<Record<number, string>> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 503: 'Service Unavailable' };
 
 export interface TapRequest {
   service: string;
@@ -156,7 +156,7 @@ export class TapBroker {
   readonly #schedule: (fn: () => void, ms: number) => TapTimer;
   readonly #taps = new Map<string, LiveTap>();
   readonly #recent = new Set<string>();
-  readonly #wss = new WebSocketServer({ noServer: true, maxPayload: 1024, perMessageDeflate: false, clientTracking: false });
+  readonly #wss = oneWayServer();
   #closed = false;
 
   constructor(opts: TapBrokerOptions) {
@@ -267,15 +267,11 @@ export class TapBroker {
       caller = this.#opts.authenticate(socket as TLSSocket);
       const url = req.url ?? '';
       if (url.length > MAX_URL_LENGTH) throw badQuery(`the request target is ${url.length} characters, more than ${MAX_URL_LENGTH}`);
-      const q = url.indexOf('?');
-      tapReq = parseTapQuery(new URLSearchParams(q < 0 ? '' : url.slice(q + 1)));
+      tapReq = parseTapQuery(upgradeQuery(req));
       const max = this.#opts.maxTaps ?? TAP_DEFAULTS.maxTaps;
       if (this.#taps.size >= max) throw tooMany(max);
     } catch (err) {
-      const e = err instanceof ControlPlaneError ? err : cpError('AMIME_ERR_CP_INTERNAL', 'internal error', 'internal');
-      const status = e.reason === 'too_many_taps' ? 503 : e.status;
-      const body = JSON.stringify({ error: { code: e.code, reason: e.reason, message: e.message } });
-      socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      refuseUpgrade(socket, err, 'too_many_taps');
       return;
     }
     this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
