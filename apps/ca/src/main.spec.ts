@@ -20,6 +20,7 @@ test('bad flags exit 64 naming the flag and touch nothing', () => {
     [['init', '--dir', dir, '--trust-domain', 'example.org', '--key-algorithm', 'dsa'], /--key-algorithm must be ec-p256 or rsa-2048/],
     [['init', '--dir', dir, '--trust-domain', 'example.org', '--agent-ttl', '1.5'], /--agent-ttl must be a whole number/],
     [['serve', '--dir', dir, '--port', '70000'], /--port must be a port number/],
+    [['serve', '--dir', dir, '--metrics-host', 'http://0.0.0.0'], /--metrics-host must be an IP address/],
     [['serve'], /--dir is required/],
     [['frobnicate', '--dir', dir], /unknown command "frobnicate"/],
     [['init', '--dir', dir, '--bogus'], /Unknown option '--bogus'/],
@@ -83,6 +84,51 @@ test('init, serve, and drain on SIGTERM; a second init refuses to overwrite', as
     const [code] = await once(child, 'exit');
     assert.equal(code, 0);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('--metrics-host binds /metrics and /healthz there, and only there', async () => {
+  const dir = join(mkdtempSync(join(tmpdir(), 'amime-ca-')), 'ca');
+  // 127.0.0.2 is loopback too, but a listener bound to 127.0.0.1 does not answer on it.
+  const child = spawn(process.execPath, ['--import', 'tsx', main, 'serve', '--dir', dir, '--port', '0', '--metrics-host', '127.0.0.2', '--init-if-missing', '--trust-domain', 'example.org'], {
+    env: { ...process.env, AMIME_CA_QUIET: '1' },
+  });
+  try {
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d.slice(0, 10_000)));
+    const listening = new Promise<{ url: string; metricsUrl: string }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no listening line in 30s: ${err}`)), 30_000);
+      child.stdout.on('data', (d: string) => {
+        out += d;
+        const line = out.split('\n').find((l) => l.includes('"listening"'));
+        if (line) {
+          clearTimeout(timer);
+          resolve(JSON.parse(line));
+        }
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`exited ${code}: ${err}`));
+      });
+    });
+    const { url, metricsUrl } = await listening;
+    assert.match(url, /^https:\/\/127\.0\.0\.1:\d+$/, 'the API stays on --host');
+    assert.match(metricsUrl, /^http:\/\/127\.0\.0\.2:\d+\/metrics$/);
+    const res = await fetch(metricsUrl);
+    assert.equal(res.status, 200);
+    assert.match(await res.text(), /^amime_ca_bundle_sequence 1$/m);
+    assert.equal(await (await fetch(metricsUrl.replace('/metrics', '/healthz'))).text(), 'ok\n');
+    const port = new URL(metricsUrl).port;
+    await assert.rejects(fetch(`http://127.0.0.1:${port}/metrics`), 'not on the default loopback address as well');
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      await exited;
+    }
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -2,6 +2,7 @@
 // amime CA: a thin shell over @amime/ca. Validates flags before touching
 // disk or ports, logs where it listens, and drains on SIGTERM/SIGINT.
 import { createServer } from 'node:http';
+import { isIP } from 'node:net';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -17,6 +18,7 @@ const USAGE = `usage:
   ca admin-credential --dir DIR [--out DIR] [--admin-name NAME]
            (a fresh admin SVID from the CA's own files, for an operator whose credential expired)
   ca serve --dir DIR [--host 127.0.0.1] [--port 8443] [--metrics-port 0]
+           [--metrics-host 127.0.0.1]  where /metrics and /healthz listen (plain HTTP, no auth)
            [--init-if-missing --trust-domain TD]`;
 
 function fail(message: string): never {
@@ -29,6 +31,14 @@ function port(v: string | undefined, flag: string, dflt: number): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535) fail(`${flag} must be a port number 0-65535, not ${JSON.stringify(v)}`);
   return n;
+}
+
+function bindHost(v: string | undefined, flag: string): string | undefined {
+  if (v === undefined) return undefined;
+  if (isIP(v) === 0 && !(v.length <= 253 && /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(v))) {
+    fail(`${flag} must be an IP address (IPv6 without brackets) or a host name, not ${JSON.stringify(v)}`);
+  }
+  return v;
 }
 
 const [command, ...rest] = process.argv.slice(2);
@@ -49,6 +59,7 @@ try {
       host: { type: 'string' },
       port: { type: 'string' },
       'metrics-port': { type: 'string' },
+      'metrics-host': { type: 'string' },
       'init-if-missing': { type: 'boolean' },
       out: { type: 'string' },
       'workload-ttl': { type: 'string' },
@@ -118,6 +129,7 @@ async function main(): Promise<void> {
   const caPort = port(values['port'] as string | undefined, '--port', 8443);
   const metricsPort = port(values['metrics-port'] as string | undefined, '--metrics-port', 0);
   const host = (values['host'] as string | undefined) ?? '127.0.0.1';
+  const metricsHost = bindHost(values['metrics-host'] as string | undefined, '--metrics-host') ?? '127.0.0.1';
   let ca: CertificateAuthorityService;
   if (!existsSync(join(dir, 'state.json')) && values['init-if-missing']) {
     const made = await initCa(dir, initOptions());
@@ -129,7 +141,8 @@ async function main(): Promise<void> {
   const registry = createProcessRegistry('amime_ca_');
   const metrics = createCaMetrics(registry, ca);
   const running = await startCaServer(ca, { host, port: caPort, metrics });
-  // Metrics and health live on a loopback HTTP port apart from the mTLS API.
+  // Metrics and health live on a plain HTTP port apart from the mTLS API, loopback
+  // unless --metrics-host says otherwise (a Prometheus in another container).
   const admin = createServer(async (req, res) => {
     if (req.url === '/metrics') {
       res.setHeader('content-type', registry.contentType);
@@ -141,8 +154,11 @@ async function main(): Promise<void> {
       res.end('not found\n');
     }
   });
-  await new Promise<void>((r) => admin.listen(metricsPort, '127.0.0.1', r));
-  const metricsUrl = `http://127.0.0.1:${(admin.address() as { port: number }).port}/metrics`;
+  await new Promise<void>((resolve, reject) => {
+    admin.once('error', reject);
+    admin.listen(metricsPort, metricsHost, () => resolve());
+  });
+  const metricsUrl = `http://${metricsHost.includes(':') ? `[${metricsHost}]` : metricsHost}:${(admin.address() as { port: number }).port}/metrics`;
   // Tell a local meshctl where the API is (it reads <credentials>/ca-url).
   if (existsSync(join(dir, 'admin'))) writeFileAtomicSync(join(dir, 'admin', 'ca-url'), running.url + '\n', 0o600);
   process.stdout.write(JSON.stringify({ event: 'listening', url: running.url, metricsUrl, trustDomain: ca.trustDomain, dir }) + '\n');

@@ -13,6 +13,8 @@ export const ADDRESSES = { ca: '172.30.76.2', controlPlane: '172.30.76.3', vm1: 
 const INBOUND_PORT = 15443;
 const ADMIN_PORT = 15000;
 const CP_METRICS_PORT = 9464;
+const CA_METRICS_PORT = 9465; // deploy/prometheus/prometheus.yml's port for the CA
+const DASHBOARD_PORT = 18090;
 /** web's deliberately denied direct call to inventory, every N-th page. */
 const DENY_EVERY = 20;
 
@@ -61,14 +63,14 @@ export function composeYaml(): string {
     ca: {
       build: build('ca'),
       image: 'amime/ca',
-      command: ['serve', '--dir', '/var/lib/amime/ca', '--host', '0.0.0.0', '--port', '8443', '--init-if-missing', '--trust-domain', TRUST_DOMAIN],
+      command: ['serve', '--dir', '/var/lib/amime/ca', '--host', '0.0.0.0', '--port', '8443', '--metrics-host', '0.0.0.0', '--metrics-port', String(CA_METRICS_PORT), '--init-if-missing', '--trust-domain', TRUST_DOMAIN],
       volumes: ['ca:/var/lib/amime'],
       networks: { mesh: { ipv4_address: ADDRESSES.ca } },
     },
     'control-plane': {
       build: build('control-plane'),
       image: 'amime/control-plane',
-      command: ['serve', '--dir', '/var/lib/amime/control-plane', '--ca', `https://${ADDRESSES.ca}:8443`, '--credentials', '/ca/ca/admin', '--host', '0.0.0.0', '--port', '8444', '--metrics-host', '0.0.0.0', '--metrics-port', String(CP_METRICS_PORT), '--wait-for-ca', '120'],
+      command: ['serve', '--dir', '/var/lib/amime/control-plane', '--ca', `https://${ADDRESSES.ca}:8443`, '--credentials', '/ca/ca/admin', '--host', '0.0.0.0', '--port', '8444', '--metrics-host', '0.0.0.0', '--metrics-port', String(CP_METRICS_PORT), '--ca-metrics', `${ADDRESSES.ca}:${CA_METRICS_PORT}`, '--wait-for-ca', '120'],
       // The admin credential lives in the CA's volume (demo only: the control plane sees the CA's files).
       volumes: ['control-plane:/var/lib/amime', 'ca:/ca'],
       depends_on: ['ca'],
@@ -109,6 +111,20 @@ export function composeYaml(): string {
       depends_on: [node],
     };
   }
+  services['dashboard'] = {
+    build: build('dashboard'),
+    image: 'amime/dashboard',
+    // 0.0.0.0 inside its container so the port can be published, and published on the host's
+    // loopback only: the page reads the mesh with the admin credential. Opened as
+    // http://127.0.0.1:18090 or http://localhost:18090, both of which its Host check accepts.
+    command: ['--host', '0.0.0.0', '--port', String(DASHBOARD_PORT), '--credentials', '/ca/ca/admin', '--control-plane', `https://${ADDRESSES.controlPlane}:8444`, '--wait', '180'],
+    // Longer than the control plane's --wait-for-ca: it may wait that long before it answers.
+    // The admin credential, as the control plane and mesh-init read it (read-only here).
+    volumes: ['ca:/ca:ro'],
+    depends_on: ['control-plane'],
+    ports: [`127.0.0.1:${DASHBOARD_PORT}:${DASHBOARD_PORT}`],
+    networks: ['mesh'],
+  };
   services['prometheus'] = {
     image: 'prom/prometheus:v2.53.0',
     command: ['--config.file=/etc/prometheus/prometheus.yml'],
@@ -136,7 +152,7 @@ export function composeYaml(): string {
 export function prometheusYaml(): string {
   const agents = NODES.map((n) => `      - targets: ['${ADDRESSES[n]}:${ADMIN_PORT}']\n        labels: { amime_component: agent, amime_node: ${n} }`).join('\n');
   return `${HEADER('scrape targets')}# deploy/prometheus/prometheus.yml with this network's addresses; the rules are
-# deploy/prometheus/rules, mounted. The CA serves /metrics on its loopback only, so it is not scraped here.
+# deploy/prometheus/rules, mounted. The CA and the control plane bind /metrics to 0.0.0.0 (--metrics-host).
 global:
   scrape_interval: 15s
   scrape_timeout: 10s
@@ -154,6 +170,11 @@ ${agents}
     static_configs:
       - targets: ['${ADDRESSES.controlPlane}:${CP_METRICS_PORT}']
         labels: { amime_component: control-plane, amime_node: control-plane-1 }
+
+  - job_name: ca
+    static_configs:
+      - targets: ['${ADDRESSES.ca}:${CA_METRICS_PORT}']
+        labels: { amime_component: ca, amime_node: ca-1 }
 `;
 }
 

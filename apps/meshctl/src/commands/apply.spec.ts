@@ -42,6 +42,7 @@ const AGENTS: AgentStatus[] = [
     address: '10.0.0.2',
     types: { Service: { acked: 'ab-4' }, Route: { acked: 'ab-4', inFlight: 'ab-6', nack: { version: 'ab-5', error: 'route web: unknown\nbackend', at: '2026-01-01T00:00:00.000Z' } } },
     instances: 3,
+    svid: { spiffeId: `spiffe://${TD}/agent/vm-b`, serial: '0a1b', notBefore: new Date(Date.now() - 3_600_000).toISOString(), notAfter: new Date(Date.now() + 3 * 3_600_000 + 1_800_000).toISOString(), fingerprint: 'ab'.repeat(32) },
   },
 ];
 
@@ -189,8 +190,8 @@ describe('meshctl apply, get, delete, agents', { concurrency: 1 }, () => {
 
   test('agents: since when, acked versions per type, NACKs with their error', async () => {
     const r = await ok(['agents']);
-    assert.match(r.stdout, /^NODE\s+ADDRESS\s+CONNECTED\s+INSTANCES\s+NACKS$/m);
-    assert.match(r.stdout, /^vm-b\s+10\.0\.0\.2\s+\S+ \(2m ago\)\s+3\s+1$/m);
+    assert.match(r.stdout, /^NODE\s+ADDRESS\s+CONNECTED\s+INSTANCES\s+NACKS\s+SVID LEFT$/m);
+    assert.match(r.stdout, /^vm-b\s+10\.0\.0\.2\s+\S+ \(2m ago\)\s+3\s+1\s+3h(29m|30m)$/m);
     assert.match(r.stdout, /^vm-b\s+Route\s+ab-4\s+ab-6\s+ab-5 at 2026-01-01T00:00:00.000Z$/m);
     assert.match(r.stdout, /^vm-b\s+Service\s+ab-4\s+-\s+-$/m);
     assert.match(r.stdout, /^ {2}vm-b Route ab-5: route web: unknown backend$/m);
