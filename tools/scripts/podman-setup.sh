@@ -57,12 +57,22 @@ fi
 ping() {
   node -e 'require("http").get({ socketPath: process.argv[1], path: "/_ping", timeout: 3000 }, (r) => process.exit(r.statusCode === 200 ? 0 : 1)).on("error", () => process.exit(1)).on("timeout", () => process.exit(1))' "$sock" 2>/dev/null
 }
+# A service started from a directory since deleted (a CI checkout that was removed) still
+# answers pings but cannot start containers (conmon: "Failed to get working directory",
+# the API: "write child: broken pipe"): restart it.
+if [ -s "$dir/service.pid" ]; then
+  pid=$(cat "$dir/service.pid")
+  case "$(readlink "/proc/$pid/cwd" 2>/dev/null)" in
+    *" (deleted)") say "the podman service (pid $pid) lost its working directory: restarting it"; kill "$pid" 2>/dev/null; sleep 1 ;;
+  esac
+fi
 if ping; then
   say "podman service already answers on $sock"
 else
   rm -f "$sock"
   # --time 0: serve until stopped (the default ends it after 5 s idle).
-  nohup podman system service --time 0 "unix://$sock" >"$dir/service.log" 2>&1 &
+  # From /: the service and every conmon it starts keep this working directory.
+  (cd / && exec nohup podman system service --time 0 "unix://$sock" >"$dir/service.log" 2>&1) &
   echo $! >"$dir/service.pid"
   i=0
   until ping; do
