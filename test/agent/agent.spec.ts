@@ -10,21 +10,21 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { createTrustBundle, fromPem, peerChain, verifySvid } from '@amime/identity';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { adminCredential, initCa, request, serveCa, stop, type CaProcess, type Credential, type Reply } from '../ca/fixtures/ca-process.js';
+import { adminCredential, request, stop, type CaProcess, type Credential, type Reply } from '../ca/fixtures/ca-process.js';
 import { serveControlPlane, type CpProcess } from '../control-plane/fixtures/cp-process.js';
 import { freePort, runAgent, writeAgentConfig, type AgentProcess } from './fixtures/agent-process.js';
 import { until } from '../fixtures/until.js';
+import { agentCommon, listenHttp, shopIdentities, shopYaml, startCaAndControlPlane, type ShopYamlOptions } from '../fixtures/shop-mesh.js';
 
 process.env['AMIME_CA_QUIET'] = '1';
 const TD = 'agent.e2e';
 const SERVER = `spiffe://${TD}/control-plane/controller`;
-const WEB = `spiffe://${TD}/ns/shop/sa/web`;
-const CATALOG = `spiffe://${TD}/ns/shop/sa/catalog`;
-const DB = `spiffe://${TD}/ns/shop/sa/db`;
+const ids = shopIdentities(TD);
+const { web: WEB, catalog: CATALOG, db: DB } = ids;
 
 let root: string;
 let ca: CaProcess;
@@ -79,13 +79,6 @@ function call(path: string, headers: Record<string, string> = {}): Promise<{ sta
   });
 }
 
-async function listen(handler: http.RequestListener): Promise<number> {
-  const s = http.createServer(handler);
-  servers.push(s);
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  return (s.address() as { port: number }).port;
-}
-
 async function token(node: string): Promise<string> {
   const r = await caCall('/v1/admin/tokens', { node });
   assert.equal(r.status, 200, r.text);
@@ -96,64 +89,24 @@ async function configDump(a: AgentProcess): Promise<{ versions: Record<string, s
   return (await fetch(`${a.admin}/config_dump`)).json() as never;
 }
 
-const SERVICES = `apiVersion: amime.dev/v1
-kind: Service
-metadata: { name: web, namespace: shop }
-spec:
-  identity: ${WEB}
-  ports: [{ name: http, port: 8080, protocol: http }]
----
-apiVersion: amime.dev/v1
-kind: Service
-metadata: { name: catalog, namespace: shop }
-spec:
-  identity: ${CATALOG}
-  ports: [{ name: http, port: 8080, protocol: http }]
----
-apiVersion: amime.dev/v1
-kind: Service
-metadata: { name: db, namespace: shop }
-spec:
-  identity: ${DB}
-  ports: [{ name: sql, port: 5432, protocol: tcp }]
-`;
-
-const ALLOW_DB = `apiVersion: amime.dev/v1
-kind: AuthorizationPolicy
-metadata: { name: db-from-web, namespace: shop }
-spec:
-  action: ALLOW
-  target: db
-  rules: [{ from: [{ identity: ${WEB} }] }]
-`;
-
-const ALLOW_WEB = `apiVersion: amime.dev/v1
-kind: AuthorizationPolicy
-metadata: { name: catalog-from-web, namespace: shop }
-spec:
-  action: ALLOW
-  target: catalog
-  rules: [{ from: [{ identity: ${WEB} }] }]
-`;
-
-const DENY_ADMIN = `apiVersion: amime.dev/v1
-kind: AuthorizationPolicy
-metadata: { name: catalog-no-admin, namespace: shop }
-spec:
-  action: DENY
-  target: catalog
-  rules: [{ from: [{ namespace: shop }], to: { paths: [/admin] } }]
-`;
+/** The three shop Services; `trafficPolicy` adds one to catalog. */
+const services = (catalogPolicy?: string): string => {
+  const o: ShopYamlOptions = { services: ['web', 'catalog', 'db'] };
+  if (catalogPolicy) o.trafficPolicy = { catalog: catalogPolicy };
+  return shopYaml(ids, o);
+};
+const SERVICES = services();
+const ALLOW_DB = shopYaml(ids, { services: [], policies: ['db-from-web'] });
+const ALLOW_WEB = shopYaml(ids, { services: [], policies: ['catalog-from-web'] });
+const DENY_ADMIN = shopYaml(ids, { services: [], policies: ['catalog-no-admin'] });
 
 before(async () => {
   root = mkdtempSync(join(tmpdir(), 'amime-agent-e2e-'));
   // The control plane beats every 300 ms; the agents keep their default 5 s and follow it (push client).
   // Workload SVIDs live 8 s, so they rotate every ~4 s during the test; a 1 s refresh hint lets a root rotation activate quickly.
-  initCa(join(root, 'ca'), TD, '--workload-ttl', '8', '--refresh-hint', '1');
-  admin = adminCredential(join(root, 'ca'));
-  ca = await serveCa(join(root, 'ca'));
   cpPort = await freePort();
-  cp = await serveControlPlane(join(root, 'cp'), ca.url, join(root, 'ca', 'admin'), ['--port', String(cpPort), '--grace', '30s']);
+  ({ ca, cp } = await startCaAndControlPlane(root, TD, { caFlags: ['--workload-ttl', '8', '--refresh-hint', '1'], cpFlags: ['--port', String(cpPort), '--grace', '30s'] }));
+  admin = adminCredential(join(root, 'ca'));
   for (const [node, id] of [['vm1', WEB], ['vm2', CATALOG], ['vm2', DB], ['vm3', CATALOG]] as const) {
     const r = await caCall('/v1/admin/assignments', { node, spiffeId: id });
     assert.equal(r.status, 200, r.text);
@@ -161,13 +114,13 @@ before(async () => {
   await apply(SERVICES);
   // The communication-pattern monitor: no learning window and 1 s reports, so this test's first traffic is a new edge.
   await apply('apiVersion: amime.dev/v1\nkind: MeshConfig\nmetadata: { name: mesh }\nspec:\n  monitor: { learningWindow: 0s, reportInterval: 1s }\n');
-  catalogPort = await listen((req, res) => {
+  catalogPort = await listenHttp(servers, (req, res) => {
     if (req.url !== '/healthz') seen.push({ path: req.url ?? '', source: req.headers['x-amime-source-identity'] as string | undefined, forged: req.headers['x-amime-source-identity'] === 'spiffe://evil/ns/x/sa/y', traceparent: req.headers.traceparent as string | undefined });
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify({ service: 'catalog', path: req.url, caller: req.headers['x-amime-source-identity'] ?? null }));
   });
-  webPort = await listen((_req, res) => res.end('web'));
-  const catalog2Port = await listen((req, res) => {
+  webPort = await listenHttp(servers, (_req, res) => res.end('web'));
+  const catalog2Port = await listenHttp(servers, (req, res) => {
     catalog2Hits++;
     if (req.url !== '/healthz') seen.push({ path: req.url ?? '', source: req.headers['x-amime-source-identity'] as string | undefined, forged: req.headers['x-amime-source-identity'] === 'spiffe://evil/ns/x/sa/y', traceparent: req.headers.traceparent as string | undefined });
     setTimeout(() => {
@@ -187,11 +140,9 @@ before(async () => {
   upstreamPort = await freePort();
   dbUpstreamPort = await freePort();
   proxyPort = await freePort();
-  writeFileSync(join(root, 'bundle.pem'), admin.bundlePem);
-  const common = { ca: { url: ca.url, bundle: join(root, 'bundle.pem') }, controlPlane: { url: `wss://127.0.0.1:${cpPort}/v1/push` }, inbound: { address: '127.0.0.1', port: 0, advertise: '127.0.0.1' }, admin: { port: 0 }, accessLog: { path: 'access.log' } };
+  const common = { ...agentCommon(root, ca, cp, admin.bundlePem), accessLog: { path: 'access.log' } };
   vm1Config = writeAgentConfig(join(root, 'vm1'), {
     node: 'vm1',
-    dataDir: 'state',
     ...common,
     workloads: [
       {
@@ -210,7 +161,6 @@ before(async () => {
   });
   const vm2Config = writeAgentConfig(join(root, 'vm2'), {
     node: 'vm2',
-    dataDir: 'state',
     ...common,
     workloads: [
       { service: 'catalog', namespace: 'shop', identity: CATALOG, port: catalogPort, protocol: 'http', labels: { version: 'v1' }, check: { http: '/healthz' } },
@@ -219,7 +169,6 @@ before(async () => {
   });
   vm3Config = writeAgentConfig(join(root, 'vm3'), {
     node: 'vm3',
-    dataDir: 'state',
     ...common,
     workloads: [{ service: 'catalog', namespace: 'shop', identity: CATALOG, port: catalog2Port, protocol: 'http', labels: { version: 'v2' }, check: { http: '/healthz' } }],
   });
@@ -470,7 +419,7 @@ describe('agent end to end', () => {
   test('an endpoint whose agent is gone is retried around and ejected', async () => {
     const endpoints = async () => ((await configDump(vm1!)).balancers['shop/catalog#'] ?? { endpoints: [] }) as { algorithm: string; endpoints: { node: string; ejected: boolean; ejectionsTotal: number }[] };
     // Round robin with a low outlier threshold makes the ejection deterministic (P2C would simply avoid the failing endpoint).
-    await apply(SERVICES.replace(`  identity: ${CATALOG}\n`, `  identity: ${CATALOG}\n  trafficPolicy: { loadBalancing: { algorithm: round-robin }, outlier: { consecutiveFailures: 2, baseEjectionTime: 30s, maxEjectionPercent: 50 } }\n`));
+    await apply(services('{ loadBalancing: { algorithm: round-robin }, outlier: { consecutiveFailures: 2, baseEjectionTime: 30s, maxEjectionPercent: 50 } }'));
     await until('vm1 round-robins over both catalog endpoints', async () => {
       await call('/warm');
       const b = await endpoints();
@@ -521,7 +470,7 @@ describe('agent end to end', () => {
 
   test('Routes: a header match goes to subset v2, the rest to v1; a fault aborts one path; a rate limit answers 429', async () => {
     await apply(
-      SERVICES.replace(`  identity: ${CATALOG}\n`, `  identity: ${CATALOG}\n  trafficPolicy: { subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { version: v2 } }] }\n`) +
+      services('{ subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { version: v2 } }] }') +
         `---
 apiVersion: amime.dev/v1
 kind: Route
@@ -550,7 +499,7 @@ spec:
     assert.deepEqual(await instances({ 'x-canary': '1' }), [2], 'x-canary: 1 → subset v2 (vm3) only');
     assert.deepEqual(await instances({}), [1], 'everything else → subset v1 (vm2) only');
     await remove('Route/shop/catalog-canary');
-    await apply(SERVICES.replace(`  identity: ${CATALOG}\n`, `  identity: ${CATALOG}\n  trafficPolicy: { rateLimit: { requestsPerSecond: 1, burst: 1 } }\n`));
+    await apply(services('{ rateLimit: { requestsPerSecond: 1, burst: 1 } }'));
     const limited = await until('the rate limit applies', async () => {
       const codes = await Promise.all(Array.from({ length: 8 }, (_, i) => call(`/limited/${i}`).then((r) => r.status)));
       return codes.filter((c) => c === 429).length >= 4 && codes;

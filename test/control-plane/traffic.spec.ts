@@ -6,22 +6,21 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PushClient } from '@amime/protocol/client';
-import { adminCredential, initCa, keyAndCsr, request, serveCa, stop, workspace, type CaProcess, type Credential, type Reply } from '../ca/fixtures/ca-process.js';
-import { serveControlPlane, type CpProcess } from './fixtures/cp-process.js';
+import { adminCredential, keyAndCsr, request, stop, type CaProcess, type Credential, type Reply } from '../ca/fixtures/ca-process.js';
+import { type CpProcess } from './fixtures/cp-process.js';
 import { freePort, runAgent, writeAgentConfig, type AgentProcess } from '../agent/fixtures/agent-process.js';
 import { until } from '../fixtures/until.js';
+import { agentCommon, getStatus, listenHttp, meshctl as runMeshctl, shopIdentities, shopYaml, startCaAndControlPlane, type Run } from '../fixtures/shop-mesh.js';
 
 process.env['AMIME_CA_QUIET'] = '1';
 const TD = 'traffic.e2e';
 const SERVER = `spiffe://${TD}/control-plane/controller`;
-const WEB = `spiffe://${TD}/ns/shop/sa/web`;
-const CATALOG = `spiffe://${TD}/ns/shop/sa/catalog`;
-const MESHCTL = join(workspace, 'apps', 'meshctl', 'src', 'main.ts');
+const ids = shopIdentities(TD);
+const { web: WEB, catalog: CATALOG } = ids;
 /** catalog answers after this long, so the edge's p50 is at least this. */
 const CATALOG_DELAY_MS = 30;
 
@@ -41,63 +40,11 @@ const apply = async (yaml: string): Promise<void> => {
   assert.equal(r.status, 200, `apply: ${r.status} ${r.text}`);
 };
 
-function call(path: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: upstreamPort, path, agent: keepAlive, timeout: 10_000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('timeout', () => req.destroy(new Error('client timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
+const call = (path: string): Promise<number> => getStatus(upstreamPort, path, keepAlive);
 
-async function listen(handler: http.RequestListener): Promise<number> {
-  const s = http.createServer(handler);
-  servers.push(s);
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  return (s.address() as { port: number }).port;
-}
+const meshctl = (args: string[]): Promise<Run> => runMeshctl(join(root, 'ca', 'admin'), ['--control-plane', cp!.url, ...args], 50_000);
 
-function meshctl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const k of ['AMIME_CA_URL', 'AMIME_CREDENTIALS', 'AMIME_CONTROL_PLANE_URL']) delete env[k];
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', MESHCTL, '--credentials', join(root, 'ca', 'admin'), '--control-plane', cp!.url, ...args], { cwd: workspace, env, timeout: 50_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
-
-const SETUP = `apiVersion: amime.dev/v1
-kind: Service
-metadata: { name: web, namespace: shop }
-spec:
-  identity: ${WEB}
-  ports: [{ name: http, port: 8080, protocol: http }]
----
-apiVersion: amime.dev/v1
-kind: Service
-metadata: { name: catalog, namespace: shop }
-spec:
-  identity: ${CATALOG}
-  ports: [{ name: http, port: 8080, protocol: http }]
----
-apiVersion: amime.dev/v1
-kind: AuthorizationPolicy
-metadata: { name: catalog-from-web, namespace: shop }
-spec:
-  action: ALLOW
-  target: catalog
-  rules: [{ from: [{ identity: ${WEB} }] }]
----
-apiVersion: amime.dev/v1
-kind: MeshConfig
-metadata: { name: mesh }
-spec:
-  monitor: { reportInterval: 1s }
-`;
+const SETUP = shopYaml(ids, { services: ['web', 'catalog'], policies: ['catalog-from-web'], extra: ['apiVersion: amime.dev/v1\nkind: MeshConfig\nmetadata: { name: mesh }\nspec:\n  monitor: { reportInterval: 1s }\n'] });
 
 interface Edge {
   source: { identity: string; namespace?: string; service?: string };
@@ -115,35 +62,30 @@ const webToCatalog = (edges: Edge[]) => edges.find((e) => e.source.identity === 
 
 before(async () => {
   root = mkdtempSync(join(tmpdir(), 'amime-traffic-e2e-'));
-  initCa(join(root, 'ca'), TD);
-  admin = adminCredential(join(root, 'ca'));
-  ca = await serveCa(join(root, 'ca'));
   const cpPort = await freePort();
-  cp = await serveControlPlane(join(root, 'cp'), ca.url, join(root, 'ca', 'admin'), ['--port', String(cpPort)]);
+  ({ ca, cp } = await startCaAndControlPlane(root, TD, { cpFlags: ['--port', String(cpPort)] }));
+  admin = adminCredential(join(root, 'ca'));
   for (const [node, id] of [['vm1', WEB], ['vm2', CATALOG]] as const) {
     const r = await request(ca.url, { path: '/v1/admin/assignments', trust: admin.bundlePem, trustDomain: TD, cred: admin, body: { node, spiffeId: id } });
     assert.equal(r.status, 200, r.text);
   }
   await apply(SETUP);
-  const catalogPort = await listen((req, res) => {
+  const catalogPort = await listenHttp(servers, (req, res) => {
     setTimeout(() => {
       res.statusCode = req.url === '/fail' ? 503 : 200;
       res.end('catalog');
     }, req.url === '/healthz' ? 0 : CATALOG_DELAY_MS);
   });
-  const webPort = await listen((_req, res) => res.end('web'));
+  const webPort = await listenHttp(servers, (_req, res) => res.end('web'));
   upstreamPort = await freePort();
-  writeFileSync(join(root, 'bundle.pem'), admin.bundlePem);
-  const common = { ca: { url: ca.url, bundle: join(root, 'bundle.pem') }, controlPlane: { url: `wss://127.0.0.1:${cpPort}/v1/push` }, inbound: { address: '127.0.0.1', port: 0, advertise: '127.0.0.1' }, admin: { port: 0 } };
+  const common = agentCommon(root, ca, cp, admin.bundlePem);
   const vm1Config = writeAgentConfig(join(root, 'vm1'), {
     node: 'vm1',
-    dataDir: 'state',
     ...common,
     workloads: [{ service: 'web', namespace: 'shop', identity: WEB, port: webPort, protocol: 'http', upstreams: [{ service: 'catalog', namespace: 'shop', port: upstreamPort }] }],
   });
   const vm2Config = writeAgentConfig(join(root, 'vm2'), {
     node: 'vm2',
-    dataDir: 'state',
     ...common,
     workloads: [{ service: 'catalog', namespace: 'shop', identity: CATALOG, port: catalogPort, protocol: 'http', check: { http: '/healthz' } }],
   });

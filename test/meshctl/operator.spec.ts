@@ -6,27 +6,21 @@
 // `services` show the registered instance.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { initCa, serveCa, stop, workspace, type CaProcess } from '../ca/fixtures/ca-process.js';
-import { serveControlPlane, type CpProcess } from '../control-plane/fixtures/cp-process.js';
+import { stop, type CaProcess } from '../ca/fixtures/ca-process.js';
+import { type CpProcess } from '../control-plane/fixtures/cp-process.js';
 import { runAgent, writeAgentConfig, type AgentProcess } from '../agent/fixtures/agent-process.js';
 import { until } from '../fixtures/until.js';
+import { agentCommon, meshctl as runMeshctl, meshctlOk, shopIdentities, shopYaml, startCaAndControlPlane, type Run } from '../fixtures/shop-mesh.js';
 
 const TD = 'operator.test';
-const WEB = `spiffe://${TD}/ns/shop/sa/web`;
-const MESHCTL = join(workspace, 'apps', 'meshctl', 'src', 'main.ts');
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+const ids = shopIdentities(TD);
+const WEB = ids.web;
 
 let root: string;
 let adminDir: string;
@@ -35,49 +29,27 @@ let cp: CpProcess | undefined;
 let agent: AgentProcess | undefined;
 let web: http.Server;
 
-function meshctl(...args: string[]): Promise<Run> {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const k of ['AMIME_CA_URL', 'AMIME_CREDENTIALS', 'AMIME_CONTROL_PLANE_URL']) delete env[k];
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', MESHCTL, '--credentials', adminDir, ...args], { cwd: workspace, env, timeout: 50_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
-
-async function ok(...args: string[]): Promise<Run> {
-  const r = await meshctl(...args);
-  assert.equal(r.code, 0, `meshctl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  return r;
-}
+const meshctl = (...args: string[]): Promise<Run> => runMeshctl(adminDir, args, 50_000);
+const ok = (...args: string[]): Promise<Run> => meshctlOk(adminDir, args, 50_000);
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const okJson = async (...args: string[]): Promise<any> => JSON.parse((await ok(...args, '-o', 'json')).stdout);
 
 describe('meshctl check, certs, config-dump, endpoints and services against a running mesh', { concurrency: 1 }, () => {
   before(async () => {
     root = mkdtempSync(join(tmpdir(), 'amime-meshctl-operator-'));
-    const caDir = join(root, 'ca');
-    adminDir = join(caDir, 'admin');
-    initCa(caDir, TD);
-    ca = await serveCa(caDir);
     // The control plane writes control-plane-url into the admin directory, where meshctl finds it.
     // Heartbeats every 2 s (the fixture's 300 ms, overridden): a loaded test machine must not lapse the endpoints this test expects healthy.
-    cp = await serveControlPlane(join(root, 'cp'), ca.url, adminDir, ['--heartbeat', '2s']);
+    ({ ca, cp, adminDir } = await startCaAndControlPlane(root, TD, { cpFlags: ['--heartbeat', '2s'] }));
     await ok('assign', 'vm1', WEB);
     const svc = join(root, 'web.yaml');
-    writeFileSync(svc, `apiVersion: amime.dev/v1\nkind: Service\nmetadata: { name: web, namespace: shop }\nspec:\n  identity: ${WEB}\n  ports: [{ name: http, port: 8080, protocol: http }]\n`);
+    writeFileSync(svc, shopYaml(ids, { services: ['web'] }));
     await ok('apply', '-f', svc);
     web = http.createServer((_req, res) => res.end('web'));
     await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
     const token = (await okJson('token', 'create', '--node', 'vm1')).token as string;
-    writeFileSync(join(root, 'bundle.pem'), readFileSync(join(adminDir, 'bundle.pem')));
     const config = writeAgentConfig(join(root, 'vm1'), {
       node: 'vm1',
-      dataDir: 'state',
-      ca: { url: ca.url, bundle: join(root, 'bundle.pem') },
-      controlPlane: { url: `wss://${new URL(cp.url).host}/v1/push` },
-      inbound: { address: '127.0.0.1', port: 0, advertise: '127.0.0.1' },
-      admin: { port: 0 },
+      ...agentCommon(root, ca, cp, readFileSync(join(adminDir, 'bundle.pem'), 'utf8')),
       workloads: [{ service: 'web', namespace: 'shop', identity: WEB, port: (web.address() as AddressInfo).port, protocol: 'http' }],
     });
     agent = await runAgent('vm1', config, token);

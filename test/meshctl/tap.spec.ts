@@ -8,30 +8,22 @@
 // A TCP service (db) shows one event per stream at both ends, with bytes.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import http from 'node:http';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { initCa, request, serveCa, stop, workspace, type CaProcess } from '../ca/fixtures/ca-process.js';
-import { serveControlPlane, type CpProcess } from '../control-plane/fixtures/cp-process.js';
+import { request, stop, type CaProcess } from '../ca/fixtures/ca-process.js';
+import { type CpProcess } from '../control-plane/fixtures/cp-process.js';
 import { freePort, runAgent, writeAgentConfig, type AgentProcess } from '../agent/fixtures/agent-process.js';
 import { until } from '../fixtures/until.js';
+import { agentCommon, getStatus, listenHttp, meshctl as runMeshctl, meshctlOk, shopIdentities, shopYaml, startCaAndControlPlane, type Run } from '../fixtures/shop-mesh.js';
 import { ControlPlaneClient, ControlPlaneClientError } from '@amime/control-plane';
 
 const TD = 'tap.test';
-const WEB = `spiffe://${TD}/ns/shop/sa/web`;
-const CATALOG = `spiffe://${TD}/ns/shop/sa/catalog`;
-const DB = `spiffe://${TD}/ns/shop/sa/db`;
-const MESHCTL = join(workspace, 'apps', 'meshctl', 'src', 'main.ts');
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+const ids = shopIdentities(TD);
+const { web: WEB, catalog: CATALOG, db: DB } = ids;
 
 let root: string;
 let adminDir: string;
@@ -44,42 +36,11 @@ let dbUpstreamPort: number;
 let echo: net.Server | undefined;
 const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 4 });
 
-function meshctl(...args: string[]): Promise<Run> {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const k of ['AMIME_CA_URL', 'AMIME_CREDENTIALS', 'AMIME_CONTROL_PLANE_URL']) delete env[k];
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', MESHCTL, '--credentials', adminDir, ...args], { cwd: workspace, env, timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
-
-async function ok(...args: string[]): Promise<Run> {
-  const r = await meshctl(...args);
-  assert.equal(r.code, 0, `meshctl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  return r;
-}
+const meshctl = (...args: string[]): Promise<Run> => runMeshctl(adminDir, args, 60_000);
+const ok = (...args: string[]): Promise<Run> => meshctlOk(adminDir, args, 60_000);
 
 /** One request from "web" to catalog through vm1's outbound listener. */
-function call(path: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: upstreamPort, path, agent: keepAlive, timeout: 10_000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('client timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function listen(handler: http.RequestListener): Promise<number> {
-  const s = http.createServer(handler);
-  servers.push(s);
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  return (s.address() as AddressInfo).port;
-}
+const call = (path: string): Promise<number> => getStatus(upstreamPort, path, keepAlive);
 
 /** Runs meshctl with `args` while driving an allowed and a denied request every 150 ms, until meshctl exits. */
 async function tapWhileDriving(args: string[]): Promise<Run> {
@@ -94,66 +55,18 @@ async function tapWhileDriving(args: string[]): Promise<Run> {
   return run;
 }
 
-const YAML = `apiVersion: amime.dev/v1
-kind: Service
-metadata: { name: web, namespace: shop }
-spec:
-  identity: ${WEB}
-  ports: [{ name: http, port: 8080, protocol: http }]
----
-apiVersion: amime.dev/v1
-kind: Service
-metadata: { name: catalog, namespace: shop }
-spec:
-  identity: ${CATALOG}
-  ports: [{ name: http, port: 8080, protocol: http }]
----
-apiVersion: amime.dev/v1
-kind: Service
-metadata: { name: db, namespace: shop }
-spec:
-  identity: ${DB}
-  ports: [{ name: sql, port: 5432, protocol: tcp }]
----
-apiVersion: amime.dev/v1
-kind: AuthorizationPolicy
-metadata: { name: db-from-web, namespace: shop }
-spec:
-  action: ALLOW
-  target: db
-  rules: [{ from: [{ identity: ${WEB} }] }]
----
-apiVersion: amime.dev/v1
-kind: AuthorizationPolicy
-metadata: { name: catalog-from-web, namespace: shop }
-spec:
-  action: ALLOW
-  target: catalog
-  rules: [{ from: [{ identity: ${WEB} }] }]
----
-apiVersion: amime.dev/v1
-kind: AuthorizationPolicy
-metadata: { name: catalog-no-admin, namespace: shop }
-spec:
-  action: DENY
-  target: catalog
-  rules: [{ from: [{ namespace: shop }], to: { paths: [/admin] } }]
-`;
+const YAML = shopYaml(ids, { services: ['web', 'catalog', 'db'], policies: ['db-from-web', 'catalog-from-web', 'catalog-no-admin'] });
 
 describe('meshctl tap against a running mesh', { concurrency: 1 }, () => {
   before(async () => {
     root = mkdtempSync(join(tmpdir(), 'amime-meshctl-tap-'));
-    const caDir = join(root, 'ca');
-    adminDir = join(caDir, 'admin');
-    initCa(caDir, TD);
-    ca = await serveCa(caDir);
     // The control plane writes control-plane-url into the admin directory, where meshctl finds it.
-    cp = await serveControlPlane(join(root, 'cp'), ca.url, adminDir);
+    ({ ca, cp, adminDir } = await startCaAndControlPlane(root, TD));
     await Promise.all([ok('assign', 'vm1', WEB), ok('assign', 'vm2', CATALOG), ok('assign', 'vm2', DB)]);
     writeFileSync(join(root, 'mesh.yaml'), YAML);
     await ok('apply', '-f', join(root, 'mesh.yaml'));
-    const catalogPort = await listen((req, res) => res.end(JSON.stringify({ service: 'catalog', path: req.url })));
-    const webPort = await listen((_req, res) => res.end('web'));
+    const catalogPort = await listenHttp(servers, (req, res) => res.end(JSON.stringify({ service: 'catalog', path: req.url })));
+    const webPort = await listenHttp(servers, (_req, res) => res.end('web'));
     upstreamPort = await freePort();
     dbUpstreamPort = await freePort();
     // db: a TCP echo server
@@ -162,9 +75,8 @@ describe('meshctl tap against a running mesh', { concurrency: 1 }, () => {
       sock.on('error', () => undefined);
     });
     await new Promise<void>((r) => echo!.listen(0, '127.0.0.1', r));
-    writeFileSync(join(root, 'bundle.pem'), readFileSync(join(adminDir, 'bundle.pem')));
     // No access log configured: taps must work without one.
-    const common = { dataDir: 'state', ca: { url: ca.url, bundle: join(root, 'bundle.pem') }, controlPlane: { url: `wss://${new URL(cp.url).host}/v1/push` }, inbound: { address: '127.0.0.1', port: 0, advertise: '127.0.0.1' }, admin: { port: 0 } };
+    const common = agentCommon(root, ca, cp, readFileSync(join(adminDir, 'bundle.pem'), 'utf8'));
     const vm1 = writeAgentConfig(join(root, 'vm1'), {
       node: 'vm1',
       ...common,

@@ -26,6 +26,7 @@ import { serveControlPlane, type CpProcess } from '../control-plane/fixtures/cp-
 import { freePort, runAgent, writeAgentConfig, type AgentProcess } from '../agent/fixtures/agent-process.js';
 import { spawnReady, type ReadyProcess } from '../fixtures/spawn-ready.js';
 import { until } from '../fixtures/until.js';
+import { agentCommon, shopIdentities, shopYaml } from '../fixtures/shop-mesh.js';
 
 process.env['AMIME_CA_QUIET'] = '1';
 const DEPLOY = join(workspace, 'deploy');
@@ -172,58 +173,16 @@ describe('the Grafana dashboards', () => {
 
 const TD = 'obs.e2e';
 const SERVER = `spiffe://${TD}/control-plane/controller`;
-const WEB = `spiffe://${TD}/ns/shop/sa/web`;
-const CATALOG = `spiffe://${TD}/ns/shop/sa/catalog`;
-const DB = `spiffe://${TD}/ns/shop/sa/db`;
+const shop = shopIdentities(TD);
+const { web: WEB, catalog: CATALOG, db: DB } = shop;
 
-const SERVICES = `apiVersion: amime.dev/v1
-kind: Service
-metadata: { name: web, namespace: shop }
-spec:
-  identity: ${WEB}
-  ports: [{ name: http, port: 8080, protocol: http }]
----
-apiVersion: amime.dev/v1
-kind: Service
-metadata: { name: catalog, namespace: shop }
-spec:
-  identity: ${CATALOG}
-  ports: [{ name: http, port: 8080, protocol: http }]
-  trafficPolicy: { rateLimit: { requestsPerSecond: 25, burst: 10 } }
----
-apiVersion: amime.dev/v1
-kind: Service
-metadata: { name: db, namespace: shop }
-spec:
-  identity: ${DB}
-  ports: [{ name: sql, port: 5432, protocol: tcp }]
-`;
+const SERVICES = shopYaml(shop, { services: ['web', 'catalog', 'db'], trafficPolicy: { catalog: '{ rateLimit: { requestsPerSecond: 25, burst: 10 } }' } });
 
-const POLICIES = `apiVersion: amime.dev/v1
-kind: AuthorizationPolicy
-metadata: { name: catalog-from-web, namespace: shop }
-spec:
-  action: ALLOW
-  target: catalog
-  rules: [{ from: [{ identity: ${WEB} }] }]
----
-apiVersion: amime.dev/v1
-kind: AuthorizationPolicy
-metadata: { name: catalog-no-admin, namespace: shop }
-spec:
-  action: DENY
-  target: catalog
-  rules: [{ from: [{ namespace: shop }], to: { paths: [/admin] } }]
----
-apiVersion: amime.dev/v1
-kind: AuthorizationPolicy
-metadata: { name: db-from-web, namespace: shop }
-spec:
-  action: ALLOW
-  target: db
-  rules: [{ from: [{ identity: ${WEB} }] }]
----
-apiVersion: amime.dev/v1
+const POLICIES = shopYaml(shop, {
+  services: [],
+  policies: ['catalog-from-web', 'catalog-no-admin', 'db-from-web'],
+  extra: [
+    `apiVersion: amime.dev/v1
 kind: Route
 metadata: { name: catalog-retries, namespace: shop }
 spec:
@@ -233,7 +192,9 @@ spec:
       backends: [{ service: catalog, weight: 100 }]
       retries: { attempts: 2, on: [5xx] }
     - backends: [{ service: catalog, weight: 100 }]
-`;
+`,
+  ],
+});
 
 describe('against a running mesh', () => {
   let root: string;
@@ -391,11 +352,9 @@ describe('against a running mesh', () => {
     );
     upstreamPort = await freePort();
     dbUpstreamPort = await freePort();
-    writeFileSync(join(root, 'bundle.pem'), admin.bundlePem);
-    const common = { ca: { url: ca.line.url, bundle: join(root, 'bundle.pem') }, controlPlane: { url: `wss://127.0.0.1:${cpPort}/v1/push` }, inbound: { address: '127.0.0.1', port: 0, advertise: '127.0.0.1' }, admin: { port: 0 } };
+    const common = agentCommon(root, ca.line, cp, admin.bundlePem);
     const vm1Config = writeAgentConfig(join(root, 'vm1'), {
       node: 'vm1',
-      dataDir: 'state',
       ...common,
       workloads: [
         {
@@ -413,7 +372,6 @@ describe('against a running mesh', () => {
     });
     const vm2Config = writeAgentConfig(join(root, 'vm2'), {
       node: 'vm2',
-      dataDir: 'state',
       ...common,
       workloads: [
         { service: 'catalog', namespace: 'shop', identity: CATALOG, port: catalogPort, protocol: 'http', check: { http: '/healthz' } },
